@@ -1,0 +1,136 @@
+"""Settings: every one comes from a ``NEWSLETTER_*`` environment variable.
+
+``SETTINGS`` is the single list of what can be configured; the README's
+configuration table documents the same names (a test keeps them in step).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEV_SECRET_KEY = "dev-only-secret-change-me"  # noqa: S105 - the known development default
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected a boolean (1/0, true/false), got {value!r}")
+
+
+def _int(value: str) -> int:
+    return int(value.strip())
+
+
+def _str(value: str) -> str:
+    return value.strip()
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    key: str
+    default: Any
+    parse: Callable[[str], Any]
+    help: str
+
+
+def _instance_dir() -> Path:
+    return Path(os.environ.get("NEWSLETTER_INSTANCE_DIR", PROJECT_ROOT / "instance"))
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("NEWSLETTER_DEBUG", "DEBUG", False, _bool,
+            "Development mode: allows the development secret key. Never in production."),
+    Setting("NEWSLETTER_INSTANCE_DIR", "INSTANCE_DIR", None, _str,
+            "Folder for the SQLite database and the outbox (default `instance/`)."),
+    Setting("NEWSLETTER_DATABASE_URL", "DATABASE_URL", None, _str,
+            "SQLAlchemy URL; default `sqlite:///instance/newsletter.db`. "
+            "PostgreSQL: `postgresql+psycopg://user@host/db`."),
+    Setting("NEWSLETTER_SECRET_KEY", "SECRET_KEY", DEV_SECRET_KEY, _str,
+            "Signs sessions and tokens. Required outside debug/testing."),
+    Setting("NEWSLETTER_BASE_URL", "BASE_URL", "http://127.0.0.1:5000", _str,
+            "Public URL of the site, used for links in emails and feeds."),
+    Setting("NEWSLETTER_PUBLICATION_NAME", "PUBLICATION_NAME", "Modelwire", _str,
+            "The publication's name, shown on the site and in emails."),
+    Setting("NEWSLETTER_MAIL_TRANSPORT", "MAIL_TRANSPORT", "file", _str,
+            "`file` (write `.eml` files to the outbox), `smtp` or `console`."),
+    Setting("NEWSLETTER_OUTBOX_DIR", "OUTBOX_DIR", None, _str,
+            "Where the file transport writes messages (default `instance/outbox/`)."),
+    Setting("NEWSLETTER_SMTP_URL", "SMTP_URL", "smtp://127.0.0.1:25", _str,
+            "SMTP relay: `smtp://user:pass@host:587?starttls=true`, `smtps://user:pass@host:465`. "
+            "Options: `starttls`, `timeout` (seconds)."),
+    Setting("NEWSLETTER_MAIL_FROM", "MAIL_FROM", "Modelwire <newsletter@localhost>", _str,
+            "`From` of every message: display name and address."),
+    Setting("NEWSLETTER_MAIL_DOMAIN", "MAIL_DOMAIN", None, _str,
+            "Domain of `Message-ID` and `List-Id` (default: the domain of MAIL_FROM)."),
+    Setting("NEWSLETTER_POSTAL_ADDRESS", "POSTAL_ADDRESS",
+            "Modelwire, 1 Example Street, Springfield, USA", _str,
+            "Postal address printed in every email (CAN-SPAM)."),
+    Setting("NEWSLETTER_DKIM_SELECTOR", "DKIM_SELECTOR", None, _str,
+            "DKIM selector; signing is on when selector, domain and key path are all set."),
+    Setting("NEWSLETTER_DKIM_DOMAIN", "DKIM_DOMAIN", None, _str, "DKIM signing domain (`d=`)."),
+    Setting("NEWSLETTER_DKIM_PRIVATE_KEY_PATH", "DKIM_PRIVATE_KEY_PATH", None, _str,
+            "PEM file with the DKIM RSA private key."),
+    Setting("NEWSLETTER_EMAIL_TEMPLATES_DIR", "EMAIL_TEMPLATES_DIR",
+            str(PROJECT_ROOT / "templates" / "emails"), _str,
+            "Folder of the MJML email templates."),
+    Setting("NEWSLETTER_MAX_REQUEST_BYTES", "MAX_CONTENT_LENGTH", 1024 * 1024, _int,
+            "Largest request body accepted (413 above it)."),
+)
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the message says which and why in one line."""
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Return the Flask config built from defaults and ``NEWSLETTER_*`` variables."""
+    environ = os.environ if environ is None else environ
+    config: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = environ.get(setting.env)
+        if raw is None or raw == "":
+            config[setting.key] = setting.default
+            continue
+        try:
+            config[setting.key] = setting.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{setting.env}: {exc}") from None
+    return config
+
+
+def finish_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Fill the derived defaults (paths, database URL, mail domain) and check the result."""
+    instance = Path(config.get("INSTANCE_DIR") or _instance_dir())
+    config["INSTANCE_DIR"] = str(instance)
+    if not config.get("DATABASE_URL"):
+        config["DATABASE_URL"] = f"sqlite:///{instance / 'newsletter.db'}"
+    if not config.get("OUTBOX_DIR"):
+        config["OUTBOX_DIR"] = str(instance / "outbox")
+    if config.get("MAIL_TRANSPORT") not in {"file", "smtp", "console"}:
+        raise ConfigError(
+            f"NEWSLETTER_MAIL_TRANSPORT must be file, smtp or console, "
+            f"got {config.get('MAIL_TRANSPORT')!r}"
+        )
+    if not config.get("MAIL_DOMAIN"):
+        from email.utils import parseaddr
+
+        address = parseaddr(config["MAIL_FROM"])[1]
+        config["MAIL_DOMAIN"] = address.rpartition("@")[2] or "localhost"
+    config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
+    if not (config.get("DEBUG") or config.get("TESTING")) and (
+        config.get("SECRET_KEY") in (None, "", DEV_SECRET_KEY)
+    ):
+        raise ConfigError(
+            "refusing to start: NEWSLETTER_SECRET_KEY is unset or the development key; "
+            "set a long random value (or NEWSLETTER_DEBUG=1 for local development)"
+        )
+    return config

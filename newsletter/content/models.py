@@ -1,0 +1,79 @@
+"""Topics and syntheses: what the publication writes and readers follow."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, Boolean, Column, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from newsletter.db import Base, UTCDateTime, utcnow
+
+
+class SynthesisStatus(StrEnum):
+    DRAFT = "draft"
+    PUBLISHED = "published"
+
+
+synthesis_topics = Table(
+    "synthesis_topics",
+    Base.metadata,
+    Column("synthesis_id", ForeignKey("syntheses.id", ondelete="CASCADE"), primary_key=True),
+    Column("topic_id", ForeignKey("topics.id", ondelete="RESTRICT"), primary_key=True),
+    Index("ix_synthesis_topics_topic_id", "topic_id"),
+)
+
+
+class Topic(Base):
+    __tablename__ = "topics"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    premium: Mapped[bool] = mapped_column(Boolean, default=False)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+    def __repr__(self) -> str:
+        return f"<Topic {self.slug}>"
+
+
+class Synthesis(Base):
+    """One published piece: a summary of a source article plus the analyst's context and take."""
+
+    __tablename__ = "syntheses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(200), unique=True)
+    slug: Mapped[str] = mapped_column(String(200), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    summary: Mapped[str] = mapped_column(Text)
+    context: Mapped[str] = mapped_column(Text, default="")
+    analysis: Mapped[str] = mapped_column(Text, default="")
+    watch: Mapped[str] = mapped_column(Text, default="")
+    mentions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    byline: Mapped[str] = mapped_column(String(200), default="")
+    source_name: Mapped[str] = mapped_column(String(200))
+    source_url: Mapped[str] = mapped_column(String(2000))
+    status: Mapped[str] = mapped_column(String(20), default=SynthesisStatus.PUBLISHED.value)
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    topics: Mapped[list[Topic]] = relationship(
+        secondary=synthesis_topics, order_by=Topic.position, lazy="selectin"
+    )
+
+    __table_args__ = (Index("ix_syntheses_status_published_at", "status", "published_at"),)
+
+    @property
+    def topic_names(self) -> list[str]:
+        return [topic.name for topic in self.topics]
+
+    @property
+    def is_published(self) -> bool:
+        return self.status == SynthesisStatus.PUBLISHED.value
+
+    def __repr__(self) -> str:
+        return f"<Synthesis {self.external_id}>"

@@ -1,0 +1,233 @@
+"""Content use cases: ingest (upsert by external id) and the queries the site and API need."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from newsletter.content.models import Synthesis, SynthesisStatus, Topic, synthesis_topics
+from newsletter.content.validation import (
+    FieldError,
+    InvalidSynthesis,
+    SynthesisInput,
+    parse_synthesis,
+)
+from newsletter.db import db, utcnow
+
+
+class Outcome(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    synthesis: Synthesis
+    outcome: Outcome
+
+
+def slugify(text: str, max_len: int = 80) -> str:
+    """ASCII, lowercase, hyphen-separated; cut at a word boundary."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    if len(slug) > max_len:
+        slug = slug[:max_len].rsplit("-", 1)[0]
+    return slug or "synthesis"
+
+
+def _unique_slug(base: str, exclude_id: int | None) -> str:
+    taken = set(db.session.scalars(
+        select(Synthesis.slug).where(
+            or_(Synthesis.slug == base, Synthesis.slug.like(f"{base}-%")),
+            Synthesis.id != (exclude_id or 0),
+        )
+    ))
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+def resolve_topics(keys: list[str]) -> tuple[list[Topic], list[FieldError]]:
+    """Match topics by slug or by name (case-insensitive); unknown ones are named in errors."""
+    topics = list(db.session.scalars(select(Topic)))
+    by_key: dict[str, Topic] = {}
+    for topic in topics:
+        by_key[topic.slug.lower()] = topic
+        by_key[topic.name.lower()] = topic
+    resolved: list[Topic] = []
+    errors: list[FieldError] = []
+    for index, key in enumerate(keys):
+        topic = by_key.get(key.strip().lower())
+        if topic is None:
+            errors.append(FieldError(f"topics[{index}]", f"unknown topic {key!r}"))
+        elif topic not in resolved:
+            resolved.append(topic)
+    return resolved, errors
+
+
+_COMPARED = ("title", "summary", "context", "analysis", "watch", "mentions", "byline",
+             "source_name", "source_url", "status")
+
+
+def _apply(synthesis: Synthesis, data: SynthesisInput, topics: list[Topic]) -> bool:
+    changed = False
+    for name in _COMPARED:
+        value = getattr(data, name)
+        if getattr(synthesis, name) != value:
+            setattr(synthesis, name, value)
+            changed = True
+    if data.published_at is not None and synthesis.published_at != data.published_at:
+        synthesis.published_at = data.published_at
+        changed = True
+    if [t.id for t in synthesis.topics] != [t.id for t in topics]:
+        synthesis.topics = topics
+        changed = True
+    return changed
+
+
+def upsert_synthesis(data: SynthesisInput) -> IngestResult:
+    """Create the synthesis with ``data.external_id`` or update it in place.
+
+    The same payload twice yields one row (the second call reports ``unchanged``). A slug,
+    once given, never changes on update, so published links keep working. Raises
+    ``InvalidSynthesis`` for unknown topics or a slug taken by another synthesis.
+    """
+    topics, errors = resolve_topics(data.topic_keys)
+    if errors:
+        raise InvalidSynthesis(errors)
+    for attempt in range(2):
+        existing = db.session.scalar(
+            select(Synthesis).where(Synthesis.external_id == data.external_id)
+        )
+        if existing is not None:
+            if data.slug and data.slug != existing.slug:
+                _check_slug_free(data.slug, existing.id)
+                existing.slug = data.slug
+                _apply(existing, data, topics)
+                db.session.commit()
+                return IngestResult(existing, Outcome.UPDATED)
+            changed = _apply(existing, data, topics)
+            db.session.commit()
+            return IngestResult(existing, Outcome.UPDATED if changed else Outcome.UNCHANGED)
+        if data.slug:
+            _check_slug_free(data.slug, None)
+        synthesis = Synthesis(
+            external_id=data.external_id,
+            slug=data.slug or _unique_slug(slugify(data.title), None),
+            published_at=data.published_at or utcnow(),
+        )
+        _apply(synthesis, data, topics)
+        db.session.add(synthesis)
+        try:
+            db.session.commit()
+        except IntegrityError:
+            # Another writer created the same external id (or slug) between our read and
+            # write; the second pass sees its row and updates it.
+            db.session.rollback()
+            if attempt:
+                raise
+            continue
+        return IngestResult(synthesis, Outcome.CREATED)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _check_slug_free(slug: str, exclude_id: int | None) -> None:
+    owner = db.session.scalar(select(Synthesis.id).where(Synthesis.slug == slug))
+    if owner is not None and owner != exclude_id:
+        raise InvalidSynthesis([FieldError("slug", f"{slug!r} belongs to another synthesis")])
+
+
+def ingest(payload: Any) -> IngestResult:
+    """Validate a decoded JSON payload and upsert it; raises ``InvalidSynthesis``."""
+    return upsert_synthesis(parse_synthesis(payload))
+
+
+# -- queries -------------------------------------------------------------------------------
+
+def _visible(now: datetime | None = None):
+    """Published and not scheduled for later."""
+    return (Synthesis.status == SynthesisStatus.PUBLISHED.value) & (
+        Synthesis.published_at <= (now or utcnow())
+    )
+
+
+def list_topics() -> list[Topic]:
+    return list(db.session.scalars(select(Topic).order_by(Topic.position, Topic.name)))
+
+
+def get_topic(slug: str) -> Topic | None:
+    return db.session.scalar(select(Topic).where(Topic.slug == slug))
+
+
+def get_visible_synthesis(slug: str) -> Synthesis | None:
+    return db.session.scalar(select(Synthesis).where(Synthesis.slug == slug, _visible()))
+
+
+def latest_syntheses(limit: int = 20, topic: Topic | None = None,
+                     offset: int = 0) -> list[Synthesis]:
+    """The newest visible syntheses, optionally within one topic."""
+    query = select(Synthesis).where(_visible())
+    if topic is not None:
+        query = query.join(synthesis_topics).where(synthesis_topics.c.topic_id == topic.id)
+    query = query.order_by(Synthesis.published_at.desc(), Synthesis.id.desc())
+    return list(db.session.scalars(query.offset(offset).limit(limit)))
+
+
+def count_visible(topic: Topic | None = None) -> int:
+    query = select(func.count(Synthesis.id)).where(_visible())
+    if topic is not None:
+        query = query.join(synthesis_topics).where(synthesis_topics.c.topic_id == topic.id)
+    return db.session.scalar(query) or 0
+
+
+def find_syntheses(*, topic: Topic | None = None, since: datetime | None = None,
+                   status: str | None = SynthesisStatus.PUBLISHED.value,
+                   limit: int = 50, offset: int = 0) -> list[Synthesis]:
+    """Syntheses for API clients, oldest first so a client can sync with ``since``.
+
+    ``since`` is exclusive and compares ``published_at``; ``status=None`` means any status.
+    """
+    query = select(Synthesis)
+    if status is not None:
+        query = query.where(Synthesis.status == status)
+    if since is not None:
+        query = query.where(Synthesis.published_at > since)
+    if topic is not None:
+        query = query.join(synthesis_topics).where(synthesis_topics.c.topic_id == topic.id)
+    query = query.order_by(Synthesis.published_at, Synthesis.id).offset(offset).limit(limit)
+    return list(db.session.scalars(query))
+
+
+def synthesis_as_dict(synthesis: Synthesis, url: str | None = None) -> dict[str, Any]:
+    data = {
+        "id": synthesis.id,
+        "external_id": synthesis.external_id,
+        "slug": synthesis.slug,
+        "title": synthesis.title,
+        "summary": synthesis.summary,
+        "context": synthesis.context,
+        "analysis": synthesis.analysis,
+        "watch": synthesis.watch,
+        "mentions": list(synthesis.mentions or []),
+        "byline": synthesis.byline,
+        "source_name": synthesis.source_name,
+        "source_url": synthesis.source_url,
+        "status": synthesis.status,
+        "published_at": synthesis.published_at.isoformat(),
+        "updated_at": synthesis.updated_at.isoformat() if synthesis.updated_at else None,
+        "topics": [topic.slug for topic in synthesis.topics],
+    }
+    if url:
+        data["url"] = url
+    return data

@@ -1,0 +1,1 @@
+"""Editions: what is sent. For now, one synthesis as an email (the send-test message)."""

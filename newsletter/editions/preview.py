@@ -1,0 +1,73 @@
+"""One synthesis sent as an email to one address: the operator's check of the mail path.
+
+It goes through exactly the pieces the delivery engine will use: the renderer (compiled once,
+personalised per recipient), the message builder, DKIM and the configured transport.
+"""
+
+from __future__ import annotations
+
+from email.utils import parseaddr
+from typing import Any
+
+from newsletter.content.models import Synthesis
+from newsletter.extensions import MailSetup
+from newsletter.mail import SendResult, build_message
+
+
+def synthesis_context(synthesis: Synthesis, *, base_url: str,
+                      config: dict[str, Any]) -> dict[str, Any]:
+    base = base_url.rstrip("/")
+    return {
+        "publication": config["PUBLICATION_NAME"],
+        "base_url": base,
+        "postal_address": config["POSTAL_ADDRESS"],
+        "subject": synthesis.title,
+        "synthesis": {
+            "title": synthesis.title,
+            "summary": synthesis.summary,
+            "context": synthesis.context,
+            "analysis": synthesis.analysis,
+            "watch": synthesis.watch,
+            "mentions": list(synthesis.mentions or []),
+            "byline": synthesis.byline,
+            "source_name": synthesis.source_name,
+            "source_url": synthesis.source_url,
+            "url": f"{base}/syntheses/{synthesis.slug}",
+            "topic_names": synthesis.topic_names,
+            "published_at": synthesis.published_at,
+        },
+    }
+
+
+def send_synthesis_email(synthesis: Synthesis, to: str, mail: MailSetup) -> SendResult:
+    """Render, build, sign and send ``synthesis`` to ``to``; raises the transport's errors."""
+    config = mail.config
+    base = config["BASE_URL"].rstrip("/")
+    rendered = mail.renderer.render(
+        "synthesis", synthesis_context(synthesis, base_url=base, config=config)
+    )
+    # The reader routes arrive with the readers issue; these are their future addresses.
+    html, text = rendered.personalise(
+        unsubscribe_url=f"{base}/u/preview",
+        preferences_url=f"{base}/preferences",
+        greeting="Hello,",
+        email=to,
+    )
+    domain = config["MAIL_DOMAIN"]
+    message = build_message(
+        from_addr=config["MAIL_FROM"],
+        to=to,
+        subject=rendered.subject or synthesis.title,
+        text=text,
+        html=html,
+        message_id_domain=domain,
+        list_id=f"{config['PUBLICATION_NAME']} <test.{domain}>",
+        list_unsubscribe_url=f"{base}/u/preview",
+    )
+    if mail.signer is not None:
+        message = mail.signer.sign(message)
+    transport = mail.new_transport()
+    try:
+        return transport.send(parseaddr(config["MAIL_FROM"])[1], [to], message)
+    finally:
+        transport.close()

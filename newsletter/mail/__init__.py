@@ -1,0 +1,40 @@
+"""The mail layer: render templates, build and sign messages, hand them to a transport.
+
+A plain library (no Flask): the app wires it in ``newsletter.extensions``.
+"""
+
+from newsletter.mail.dkim import DEFAULT_SIGNED_HEADERS, DkimError, DkimSigner
+from newsletter.mail.message import HeaderValueError, build_message
+from newsletter.mail.render import EmailRenderer, PersonalTemplate, RenderedEmail, TemplateError
+from newsletter.mail.transports import (
+    ConsoleTransport,
+    FileTransport,
+    SendResult,
+    SmtpSettings,
+    SMTPTransport,
+    Transport,
+    TransportError,
+    make_transport,
+    parse_smtp_url,
+)
+
+__all__ = [
+    "DEFAULT_SIGNED_HEADERS",
+    "ConsoleTransport",
+    "DkimError",
+    "DkimSigner",
+    "EmailRenderer",
+    "FileTransport",
+    "HeaderValueError",
+    "PersonalTemplate",
+    "RenderedEmail",
+    "SMTPTransport",
+    "SendResult",
+    "SmtpSettings",
+    "TemplateError",
+    "Transport",
+    "TransportError",
+    "build_message",
+    "make_transport",
+    "parse_smtp_url",
+]

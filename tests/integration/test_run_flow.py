@@ -1,0 +1,64 @@
+"""What `make run` does, end to end, in subprocesses: upgrade, seed, serve, fetch pages."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _newsletter(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "newsletter.cli", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(bool(os.environ.get("NEWSLETTER_TEST_DATABASE_URL")),
+                    reason="make run uses the embedded SQLite database; covered by the SQLite lane")
+def test_upgrade_seed_and_serve_like_make_run(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(NEWSLETTER_DEBUG="1", NEWSLETTER_INSTANCE_DIR=str(tmp_path / "instance"))
+    for args in (("db", "upgrade"), ("seed-demo", "--if-empty")):
+        result = _newsletter(*args, env=env)
+        assert result.returncode == 0, result.stderr
+    assert (tmp_path / "instance" / "newsletter.db").exists()
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "newsletter.cli", "serve", "--port", str(port)],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+            home = response.read().decode()
+        assert "Subscribe" in home
+        assert home.count('class="card"') >= 15
+        assert "AI policy and safety" in home
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+    again = _newsletter("seed-demo", "--if-empty", env=env)
+    assert "demo content not loaded" in again.stdout

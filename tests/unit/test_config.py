@@ -1,0 +1,74 @@
+"""Settings from NEWSLETTER_* variables, and the refusal to run with the development key."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from newsletter import create_app
+from newsletter.config import DEV_SECRET_KEY, SETTINGS, ConfigError, finish_config, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_environment_variables_become_settings(tmp_path):
+    settings = load_settings({
+        "NEWSLETTER_BASE_URL": "https://news.example",
+        "NEWSLETTER_MAIL_TRANSPORT": "smtp",
+        "NEWSLETTER_DEBUG": "true",
+        "NEWSLETTER_MAX_REQUEST_BYTES": "2048",
+    })
+    assert settings["BASE_URL"] == "https://news.example"
+    assert settings["MAIL_TRANSPORT"] == "smtp"
+    assert settings["DEBUG"] is True
+    assert settings["MAX_CONTENT_LENGTH"] == 2048
+
+
+def test_defaults_put_everything_under_the_instance_folder(tmp_path):
+    config = finish_config(dict(load_settings({}), DEBUG=True, INSTANCE_DIR=str(tmp_path)))
+    assert config["DATABASE_URL"] == f"sqlite:///{tmp_path / 'newsletter.db'}"
+    assert config["OUTBOX_DIR"] == str(tmp_path / "outbox")
+    assert config["MAIL_TRANSPORT"] == "file"
+    assert config["MAIL_DOMAIN"] == "localhost"
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"NEWSLETTER_DEBUG": "maybe"}, "NEWSLETTER_DEBUG: expected a boolean"),
+    ({"NEWSLETTER_MAX_REQUEST_BYTES": "lots"}, "NEWSLETTER_MAX_REQUEST_BYTES"),
+])
+def test_malformed_values_are_named(env, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env)
+
+
+def test_unknown_transport_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="must be file, smtp or console, got 'pigeon'"):
+        create_app({"TESTING": True, "MAIL_TRANSPORT": "pigeon", "INSTANCE_DIR": str(tmp_path)})
+
+
+@pytest.mark.parametrize("key", [None, "", DEV_SECRET_KEY])
+def test_production_refuses_the_development_secret(tmp_path, key):
+    with pytest.raises(ConfigError, match="NEWSLETTER_SECRET_KEY"):
+        create_app({"DEBUG": False, "TESTING": False, "SECRET_KEY": key,
+                    "INSTANCE_DIR": str(tmp_path)})
+
+
+def test_command_line_says_why_in_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env["NEWSLETTER_INSTANCE_DIR"] = str(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "newsletter.cli", "seed-demo"],
+                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("newsletter: refusing to start: NEWSLETTER_SECRET_KEY")
+
+
+def test_readme_documents_every_setting():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = [s.env for s in SETTINGS if f"`{s.env}`" not in readme]
+    assert missing == []

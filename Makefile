@@ -36,3 +36,6 @@ lint: $(VENV)/.installed-test
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache test-artifacts
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/mail_path.py

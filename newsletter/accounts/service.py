@@ -10,12 +10,14 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import select
 
 from newsletter.accounts.models import ApiToken
 from newsletter.db import db, utcnow
 
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 TOKEN_PREFIX = "nl_"  # noqa: S105 - a public prefix, not a secret
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -56,8 +58,11 @@ def authenticate(secret: str) -> ApiToken | None:
     token = db.session.scalar(
         select(ApiToken).where(ApiToken.token_hash == _hash(secret), ApiToken.revoked_at.is_(None))
     )
-    if token is not None:
-        token.last_used_at = utcnow()
+    now = utcnow()
+    # Record use at most once a minute, so a busy client does not turn reads into writes.
+    if token is not None and (token.last_used_at is None
+                              or now - token.last_used_at > LAST_USED_RESOLUTION):
+        token.last_used_at = now
         db.session.commit()
     return token
 

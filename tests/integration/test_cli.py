@@ -21,6 +21,7 @@ def test_api_token_create_list_revoke(runner, client):
 
     listing = runner.invoke(args=["api-token", "list"])
     assert "ingest-bot" in listing.stdout and "active" in listing.stdout
+    assert "last used never" not in listing.stdout
     assert secret not in listing.stdout
 
     duplicate = runner.invoke(args=["api-token", "create", "ingest-bot"])

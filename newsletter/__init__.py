@@ -29,12 +29,24 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from newsletter import models  # noqa: F401 - registers every table on the metadata
     from newsletter.db import db
-    from newsletter.extensions import MIGRATIONS_DIR, init_mail, migrate
+    from newsletter.extensions import (
+        MIGRATIONS_DIR,
+        csrf,
+        init_mail,
+        init_readers,
+        limiter,
+        login_manager,
+        migrate,
+    )
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True,
                      compare_type=True)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
     init_mail(app)
+    init_readers(app)
 
     from newsletter.web import register_web
 

@@ -33,6 +33,10 @@ def _str(value: str) -> str:
     return value.strip()
 
 
+def _list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 @dataclass(frozen=True)
 class Setting:
     env: str
@@ -56,6 +60,12 @@ SETTINGS: tuple[Setting, ...] = (
             "PostgreSQL: `postgresql+psycopg://user@host/db`."),
     Setting("NEWSLETTER_SECRET_KEY", "SECRET_KEY", DEV_SECRET_KEY, _str,
             "Signs sessions and tokens. Required outside debug/testing."),
+    Setting("NEWSLETTER_SECRET_KEYS", "SECRET_KEYS", None, _list,
+            "Comma-separated keys for signed links, newest first: the newest signs, all "
+            "verify (rotation). Default: the secret key."),
+    Setting("NEWSLETTER_SUPPRESSION_KEY", "SUPPRESSION_KEY", None, _str,
+            "Key of the suppression list's address hashes. Set it once and never change it "
+            "(default: derived from the oldest secret key)."),
     Setting("NEWSLETTER_BASE_URL", "BASE_URL", "http://127.0.0.1:5000", _str,
             "Public URL of the site, used for links in emails and feeds."),
     Setting("NEWSLETTER_PUBLICATION_NAME", "PUBLICATION_NAME", "Modelwire", _str,
@@ -82,6 +92,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("NEWSLETTER_EMAIL_TEMPLATES_DIR", "EMAIL_TEMPLATES_DIR",
             str(PROJECT_ROOT / "templates" / "emails"), _str,
             "Folder of the MJML email templates."),
+    Setting("NEWSLETTER_CONFIRM_MAX_AGE_DAYS", "CONFIRM_MAX_AGE_DAYS", 7, _int,
+            "How long confirmation links (subscription, new address) work."),
+    Setting("NEWSLETTER_MANAGE_LINK_MAX_AGE_DAYS", "MANAGE_LINK_MAX_AGE_DAYS", 30, _int,
+            "How long a preference-centre link works."),
+    Setting("NEWSLETTER_READER_SESSION_MINUTES", "READER_SESSION_MINUTES", 60, _int,
+            "How long a reader stays signed in after following a link."),
+    Setting("NEWSLETTER_RECORD_IP", "RECORD_IP", True, _bool,
+            "Keep the IP address in consent events."),
+    Setting("NEWSLETTER_CHECK_DELIVERABILITY", "CHECK_DELIVERABILITY", False, _bool,
+            "Look up the domain's MX records when an address is entered (needs DNS)."),
+    Setting("NEWSLETTER_RATELIMIT_STORAGE_URL", "RATELIMIT_STORAGE_URI", "memory://", _str,
+            "Rate-limit counters: `memory://` (one process) or `redis://host:6379` "
+            "(several web processes)."),
+    Setting("NEWSLETTER_SUBSCRIBE_LIMIT_PER_IP", "SUBSCRIBE_LIMIT_PER_IP",
+            "10/minute;50/hour", _str, "Subscribe and sign-in-link requests per IP."),
+    Setting("NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS", "SUBSCRIBE_LIMIT_PER_ADDRESS",
+            "3/hour;10/day", _str, "Subscribe and sign-in-link requests per email address."),
     Setting("NEWSLETTER_MAX_REQUEST_BYTES", "MAX_CONTENT_LENGTH", 1024 * 1024, _int,
             "Largest request body accepted (413 above it)."),
 )
@@ -126,6 +153,10 @@ def finish_config(config: dict[str, Any]) -> dict[str, Any]:
         address = parseaddr(config["MAIL_FROM"])[1]
         config["MAIL_DOMAIN"] = address.rpartition("@")[2] or "localhost"
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
+    if config.get("SECRET_KEYS"):
+        config["SECRET_KEY"] = config["SECRET_KEYS"][0]
+    else:
+        config["SECRET_KEYS"] = [config.get("SECRET_KEY") or DEV_SECRET_KEY]
     if not (config.get("DEBUG") or config.get("TESTING")) and (
         config.get("SECRET_KEY") in (None, "", DEV_SECRET_KEY)
     ):

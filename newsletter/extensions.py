@@ -7,11 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
 from flask_migrate import Migrate
+from flask_wtf import CSRFProtect
 
 from newsletter.config import PROJECT_ROOT
 
 migrate = Migrate()
+csrf = CSRFProtect()
+login_manager = LoginManager()
+limiter = Limiter(key_func=get_remote_address)
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 
@@ -48,3 +55,33 @@ def init_mail(app: Flask) -> None:
 
 def mail_setup() -> MailSetup:
     return current_app.extensions["newsletter.mail"]
+
+
+def init_readers(app: Flask) -> None:
+    """Tokens, the subscription mailer and the reader settings, as one services object."""
+    import hashlib
+
+    from newsletter.subscribers.mailer import Links, ReaderMailer
+    from newsletter.subscribers.service import ReaderServices
+    from newsletter.subscribers.tokens import Purpose, Tokens
+
+    config = app.config
+    day = 24 * 3600
+    tokens = Tokens(config["SECRET_KEYS"], {
+        Purpose.CONFIRM: config["CONFIRM_MAX_AGE_DAYS"] * day,
+        Purpose.EMAIL_CHANGE: config["CONFIRM_MAX_AGE_DAYS"] * day,
+        Purpose.MANAGE: config["MANAGE_LINK_MAX_AGE_DAYS"] * day,
+    })
+    hash_key = (config.get("SUPPRESSION_KEY")
+                or "suppression:" + config["SECRET_KEYS"][-1]).encode()
+    app.extensions["newsletter.readers"] = ReaderServices(
+        tokens=tokens,
+        mailer=ReaderMailer(app.extensions["newsletter.mail"], Links(config["BASE_URL"], tokens)),
+        hash_key=hashlib.sha256(hash_key).digest(),
+        check_deliverability=config["CHECK_DELIVERABILITY"],
+        record_ip=config["RECORD_IP"],
+    )
+
+
+def reader_services():
+    return current_app.extensions["newsletter.readers"]

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy import create_engine, inspect, text
 
 from newsletter import create_app
@@ -70,9 +71,26 @@ def app_config(tmp_path, database_url) -> dict:
     return make_config(tmp_path, database_url)
 
 
+class FreshContextClient(FlaskClient):
+    """Each request runs in its own app context, as in production.
+
+    The ``app`` fixture keeps an app context open for the test's own queries; without this,
+    requests would share its ``g`` (so a cached CSRF token outlives a cleared session) and
+    its database session. After each request the test's session is expired, so the test
+    sees what the request committed.
+    """
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            response = super().open(*args, **kwargs)
+        db.session.expire_all()
+        return response
+
+
 @pytest.fixture
 def app(app_config):
     app = create_app(app_config)
+    app.test_client_class = FreshContextClient
     with app.app_context():
         yield app
         db.session.remove()

@@ -13,23 +13,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from newsletter.content.models import SynthesisStatus
+from newsletter.validation import FieldError, InvalidInput
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 # Control characters other than tab and newline; CR is normalised away before this check.
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _LINE_BREAK_RE = re.compile(r"[\r\n\u2028\u2029\x85]")
-
-
-@dataclass(frozen=True)
-class FieldError:
-    field: str
-    message: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"field": self.field, "message": self.message}
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message}"
 
 
 @dataclass
@@ -50,12 +39,8 @@ class SynthesisInput:
     slug: str | None = None
 
 
-class InvalidSynthesis(ValueError):
-    """The payload has problems; ``errors`` lists every one of them."""
-
-    def __init__(self, errors: list[FieldError]):
-        self.errors = errors
-        super().__init__("; ".join(str(error) for error in errors))
+class InvalidSynthesis(InvalidInput):
+    """The synthesis payload has problems; ``errors`` lists every one of them."""
 
 
 @dataclass(frozen=True)

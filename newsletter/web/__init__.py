@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from newsletter.web import filters
@@ -13,18 +14,36 @@ def _wants_json() -> bool:
 
 
 def register_web(app: Flask) -> None:
+    from newsletter.web.api import subscribers  # noqa: F401 - routes on the api blueprint
     from newsletter.web.api.views import bp as api_bp
     from newsletter.web.public.feeds import bp as feeds_bp
+    from newsletter.web.public.readers import bp as readers_bp
     from newsletter.web.public.views import bp as public_bp
 
     app.register_blueprint(public_bp)
+    app.register_blueprint(readers_bp)
     app.register_blueprint(feeds_bp)
     app.register_blueprint(api_bp)
+    from newsletter.extensions import csrf
+
+    csrf.exempt(api_bp)
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    app.config.setdefault("SESSION_COOKIE_SECURE", app.config["BASE_URL"].startswith("https:"))
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # the session bounds the token
     filters.register(app)
 
     @app.context_processor
     def _publication():
-        return {"publication": app.config["PUBLICATION_NAME"]}
+        from newsletter.subscribers.service import CONSENT_TEXT, reader_topics_available
+
+        return {"publication": app.config["PUBLICATION_NAME"],
+                "subscribe_topics": reader_topics_available, "consent_text": CONSENT_TEXT}
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(error: CSRFError):
+        error.description = ("This form was not sent from this site, or it has expired. "
+                             "Go back, reload the page and try again.")
+        return _http_error(error)
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):

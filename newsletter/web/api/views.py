@@ -8,7 +8,8 @@ from datetime import datetime
 from flask import Blueprint, jsonify, request
 
 from newsletter.content import service as content
-from newsletter.content.validation import FieldError, InvalidSynthesis
+from newsletter.content.validation import InvalidSynthesis
+from newsletter.validation import FieldError
 from newsletter.web.api.auth import require_token
 from newsletter.web.urls import absolute_url
 
@@ -16,9 +17,24 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_LIMIT = 200
 
 
-def _problems(errors: list[FieldError], status: int = 400):
+def problems(errors: list[FieldError], status: int = 400):
     return jsonify(error="invalid request",
                    problems=[error.as_dict() for error in errors]), status
+
+
+def json_body():
+    """(payload, None) for a JSON body, or (None, error response) saying what is wrong."""
+    if not request.is_json:
+        return None, (jsonify(error="unsupported media type",
+                              message="send the body as application/json"), 415)
+    raw = request.get_data(cache=False)
+    try:
+        return json.loads(raw), None
+    except UnicodeDecodeError:
+        return None, problems([FieldError("(body)", "is not UTF-8")])
+    except json.JSONDecodeError as exc:
+        return None, problems([FieldError("(body)", f"is not valid JSON: {exc.msg} at line "
+                                                    f"{exc.lineno} column {exc.colno}")])
 
 
 def _payload(synthesis) -> dict:
@@ -31,21 +47,13 @@ def _payload(synthesis) -> dict:
 @require_token
 def create_synthesis():
     """Create or update (by ``external_id``) one synthesis: 201 created, 200 updated."""
-    if not request.is_json:
-        return jsonify(error="unsupported media type",
-                       message="send the synthesis as application/json"), 415
-    raw = request.get_data(cache=False)
-    try:
-        payload = json.loads(raw)
-    except UnicodeDecodeError:
-        return _problems([FieldError("(body)", "is not UTF-8")])
-    except json.JSONDecodeError as exc:
-        return _problems([FieldError("(body)", f"is not valid JSON: {exc.msg} at line "
-                                               f"{exc.lineno} column {exc.colno}")])
+    payload, error = json_body()
+    if error:
+        return error
     try:
         result = content.ingest(payload)
     except InvalidSynthesis as exc:
-        return _problems(exc.errors)
+        return problems(exc.errors)
     status = 201 if result.outcome is content.Outcome.CREATED else 200
     body = {"outcome": result.outcome.value, "synthesis": _payload(result.synthesis)}
     return jsonify(body), status
@@ -89,7 +97,7 @@ def list_syntheses():
     """Oldest first; ``since`` (exclusive) and ``topic`` filter; ``offset``/``limit`` page."""
     topic, since, status, numbers, errors = _query_args()
     if errors:
-        return _problems(errors)
+        return problems(errors)
     items = content.find_syntheses(topic=topic, since=since, status=status,
                                    limit=numbers["limit"], offset=numbers["offset"])
     body: dict = {"items": [_payload(item) for item in items]}

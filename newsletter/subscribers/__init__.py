@@ -1,0 +1,1 @@
+"""Readers: subscription with double opt-in, preferences, consent events, suppression."""

@@ -1,0 +1,41 @@
+"""Email addresses: validation, the one normal form we store, and the keyed hash."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from email_validator import EmailNotValidError, validate_email
+
+MAX_EMAIL_LENGTH = 254
+
+
+class InvalidAddress(ValueError):
+    """The address cannot receive mail; the message says why, for the reader."""
+
+
+def normalise_email(raw: str, *, check_deliverability: bool = False) -> str:
+    """Return the address in the form we store (domain and local part lowercased).
+
+    Local parts are case-sensitive in theory and case-insensitive at every provider that
+    matters; lowercasing means one reader cannot subscribe twice as Ada@ and ada@.
+    """
+    if not isinstance(raw, str):
+        raise InvalidAddress("Enter an email address.")
+    text = raw.strip()
+    if not text:
+        raise InvalidAddress("Enter an email address.")
+    if len(text) > MAX_EMAIL_LENGTH:
+        raise InvalidAddress(f"An email address has at most {MAX_EMAIL_LENGTH} characters.")
+    if any(ch in text for ch in "\r\n\0"):
+        raise InvalidAddress("An email address cannot contain line breaks.")
+    try:
+        result = validate_email(text, check_deliverability=check_deliverability)
+    except EmailNotValidError as exc:
+        raise InvalidAddress(str(exc)) from None
+    return result.normalized.lower()
+
+
+def email_hash(email: str, key: bytes) -> str:
+    """HMAC-SHA256 of the normalised address: comparable, but not reversible without the key."""
+    return hmac.new(key, email.encode("utf-8"), hashlib.sha256).hexdigest()

@@ -1,0 +1,89 @@
+"""The emails a reader gets about their subscription (not list mail): confirmation, sign-in
+link, address-change confirmation. Rendered once per kind; the link is a personal value."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from email.utils import parseaddr
+
+from newsletter.extensions import MailSetup
+from newsletter.mail import build_message
+from newsletter.subscribers.tokens import Purpose, Tokens
+
+log = logging.getLogger(__name__)
+
+CONFIRM_PATH = "/confirm/{token}"
+MANAGE_PATH = "/manage/{token}"
+EMAIL_CHANGE_PATH = "/email-change/{token}"
+UNSUBSCRIBE_PATH = "/u/{token}"
+
+
+@dataclass
+class Links:
+    """Absolute URLs of the reader routes, built from the public base URL."""
+
+    base_url: str
+    tokens: Tokens
+
+    def _url(self, path: str, purpose: Purpose, payload: dict) -> str:
+        return self.base_url.rstrip("/") + path.format(token=self.tokens.make(purpose, payload))
+
+    def confirm(self, reader_id: int, email: str) -> str:
+        return self._url(CONFIRM_PATH, Purpose.CONFIRM, {"r": reader_id, "e": email})
+
+    def manage(self, reader_id: int) -> str:
+        return self._url(MANAGE_PATH, Purpose.MANAGE, {"r": reader_id})
+
+    def email_change(self, reader_id: int, new_email: str) -> str:
+        return self._url(EMAIL_CHANGE_PATH, Purpose.EMAIL_CHANGE, {"r": reader_id,
+                                                                     "e": new_email})
+
+    def unsubscribe(self, reader_id: int) -> str:
+        return self._url(UNSUBSCRIBE_PATH, Purpose.UNSUBSCRIBE, {"r": reader_id})
+
+
+class ReaderMailer:
+    def __init__(self, mail: MailSetup, links: Links):
+        self.mail = mail
+        self.links = links
+
+    def _send(self, template: str, to: str, subject: str, action_url: str) -> None:
+        config = self.mail.config
+        rendered = self.mail.renderer.render(template, {
+            "publication": config["PUBLICATION_NAME"],
+            "base_url": config["BASE_URL"].rstrip("/"),
+            "postal_address": config["POSTAL_ADDRESS"],
+            "subject": subject,
+            "confirm_days": config["CONFIRM_MAX_AGE_DAYS"],
+            "manage_days": config["MANAGE_LINK_MAX_AGE_DAYS"],
+        })
+        html, text = rendered.personalise(action_url=action_url, email=to)
+        message = build_message(
+            from_addr=config["MAIL_FROM"], to=to, subject=subject, text=text, html=html,
+            message_id_domain=config["MAIL_DOMAIN"],
+            extra_headers={"Auto-Submitted": "auto-generated"},
+        )
+        if self.mail.signer is not None:
+            message = self.mail.signer.sign(message)
+        transport = self.mail.new_transport()
+        try:
+            transport.send(parseaddr(config["MAIL_FROM"])[1], [to], message)
+        finally:
+            transport.close()
+        log.info("sent %s email", template)
+
+    def send_confirmation(self, reader_id: int, email: str) -> None:
+        publication = self.mail.config["PUBLICATION_NAME"]
+        self._send("confirm", email, f"Confirm your subscription to {publication}",
+                   self.links.confirm(reader_id, email))
+
+    def send_manage_link(self, reader_id: int, email: str) -> None:
+        publication = self.mail.config["PUBLICATION_NAME"]
+        self._send("manage_link", email, f"Your {publication} subscription",
+                   self.links.manage(reader_id))
+
+    def send_email_change(self, reader_id: int, new_email: str) -> None:
+        publication = self.mail.config["PUBLICATION_NAME"]
+        self._send("email_change", new_email, f"Confirm your new address for {publication}",
+                   self.links.email_change(reader_id, new_email))

@@ -1,0 +1,140 @@
+"""Readers, the topics they follow, their consent history, and the suppression list."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from newsletter.content.models import Topic
+from newsletter.db import Base, UTCDateTime, utcnow
+
+
+class ReaderStatus(StrEnum):
+    PENDING = "pending"            # asked to subscribe, has not confirmed: gets nothing else
+    ACTIVE = "active"              # confirmed: gets list mail
+    UNSUBSCRIBED = "unsubscribed"  # left everything
+    ERASED = "erased"              # personal data removed; the row keeps aggregate counts
+
+
+class Frequency(StrEnum):
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    PAUSED = "paused"
+
+
+class MailFormat(StrEnum):
+    HTML = "html"   # HTML with a text alternative
+    TEXT = "text"   # text only
+
+
+class ReaderTopic(Base):
+    __tablename__ = "reader_topics"
+
+    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+    topic: Mapped[Topic] = relationship(lazy="joined")
+
+    __table_args__ = (Index("ix_reader_topics_topic_id", "topic_id"),)
+
+
+class Reader(Base):
+    """A person on the list. Readers have no password: they act through signed links."""
+
+    __tablename__ = "readers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(320), unique=True, nullable=True)
+    status: Mapped[str] = mapped_column(String(20), default=ReaderStatus.PENDING.value)
+    source: Mapped[str] = mapped_column(String(20), default="form")
+    frequency: Mapped[str] = mapped_column(String(10), default=Frequency.DAILY.value)
+    weekly_day: Mapped[int] = mapped_column(Integer, default=0)  # 0 = Monday
+    paused_until: Mapped[date | None] = mapped_column(Date, nullable=True)
+    delivery_minute: Mapped[int] = mapped_column(Integer, default=7 * 60)  # local minute of day
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    format: Mapped[str] = mapped_column(String(10), default=MailFormat.HTML.value)
+    pending_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    followed: Mapped[list[ReaderTopic]] = relationship(
+        order_by=ReaderTopic.position, cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    __table_args__ = (
+        CheckConstraint("delivery_minute >= 0 AND delivery_minute < 1440",
+                        name="delivery_minute_range"),
+        CheckConstraint("weekly_day >= 0 AND weekly_day <= 6", name="weekly_day_range"),
+        Index("ix_readers_status", "status"),
+    )
+
+    @property
+    def topics(self) -> list[Topic]:
+        return [link.topic for link in self.followed]
+
+    @property
+    def delivery_time(self) -> str:
+        return f"{self.delivery_minute // 60:02d}:{self.delivery_minute % 60:02d}"
+
+    def __repr__(self) -> str:
+        return f"<Reader {self.id} {self.status}>"
+
+
+class ConsentEvent(Base):
+    """One subscribe, confirm, preference change, unsubscribe or erasure, as it happened.
+
+    Rows are only ever added. Erasure blanks ``ip`` and ``user_agent`` (personal data) but
+    keeps the kind, time and source, so aggregate counts survive.
+    """
+
+    __tablename__ = "consent_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(40))
+    source: Mapped[str] = mapped_column(String(20))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    ip: Mapped[str | None] = mapped_column(String(45), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    consent_version: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (Index("ix_consent_events_reader_id", "reader_id"),)
+
+
+class SuppressionReason(StrEnum):
+    UNSUBSCRIBED = "unsubscribed"
+    HARD_BOUNCE = "hard_bounce"
+    SOFT_BOUNCES = "soft_bounces"
+    COMPLAINT = "complaint"
+    ERASED = "erased"
+    MANUAL = "manual"
+
+
+class Suppression(Base):
+    """An address that must never get list mail, kept only as a keyed hash."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

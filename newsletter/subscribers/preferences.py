@@ -1,0 +1,150 @@
+"""Parsing a reader's preference form (or API payload) into checked values.
+
+Every field is checked and every problem reported by field name; nothing is saved unless
+all of it is valid.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import cache
+from zoneinfo import available_timezones
+
+from newsletter.content.models import Topic
+from newsletter.subscribers.models import Frequency, MailFormat
+from newsletter.validation import FieldError, InvalidInput
+
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_TIME_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+MAX_FIELD = 100
+MAX_PAUSE = timedelta(days=366)
+
+
+@cache
+def timezones() -> tuple[str, ...]:
+    """IANA zone names from the zone database, sorted (legacy aliases left out)."""
+    return tuple(sorted(
+        name for name in available_timezones()
+        if "/" in name and not name.startswith(("Etc/", "SystemV/", "US/", "posix", "right"))
+    ) + ["UTC"])
+
+
+def valid_timezone(name: str) -> bool:
+    return name in _zone_set()
+
+
+@cache
+def _zone_set() -> frozenset[str]:
+    return frozenset(available_timezones()) | {"UTC"}
+
+
+@dataclass
+class Preferences:
+    topics: list[Topic]
+    frequency: str
+    weekly_day: int
+    paused_until: date | None
+    delivery_minute: int
+    timezone: str
+    format: str
+
+
+def _one(form: dict[str, list[str]], name: str, errors: list[FieldError],
+         default: str = "") -> str:
+    values = form.get(name) or [default]
+    value = values[0] if isinstance(values, list) else values
+    if not isinstance(value, str):
+        errors.append(FieldError(name, "must be text"))
+        return default
+    if len(value) > MAX_FIELD:
+        errors.append(FieldError(name, f"is longer than {MAX_FIELD} characters"))
+        return default
+    if any(ch in value for ch in "\r\n\0"):
+        errors.append(FieldError(name, "must be a single line"))
+        return default
+    return value.strip()
+
+
+def parse_topics(form: dict[str, list[str]], available: list[Topic],
+                 errors: list[FieldError]) -> list[Topic]:
+    """Checked topic slugs in the reader's order (``order-<slug>`` numbers, then site order)."""
+    by_slug = {topic.slug: topic for topic in available}
+    chosen: list[tuple[int, int, Topic]] = []
+    raw = form.get("topic") or []
+    if len(raw) > len(by_slug) + 5:
+        errors.append(FieldError("topic", "too many topics"))
+        return []
+    for slug in raw:
+        if not isinstance(slug, str) or slug not in by_slug:
+            errors.append(FieldError("topic", f"unknown topic {str(slug)[:60]!r}"))
+            continue
+        topic = by_slug[slug]
+        if any(t is topic for _, _, t in chosen):
+            continue
+        order_text = _one(form, f"order-{slug}", errors, default="")
+        order = 999
+        if order_text:
+            if not order_text.isdigit() or not 1 <= int(order_text) <= 99:
+                errors.append(FieldError(f"order-{slug}", "must be a number from 1 to 99"))
+            else:
+                order = int(order_text)
+        chosen.append((order, topic.position, topic))
+    if not chosen and not any(e.field.startswith("topic") for e in errors):
+        errors.append(FieldError("topic", "Choose at least one topic."))
+    return [topic for _, _, topic in sorted(chosen, key=lambda item: (item[0], item[1]))]
+
+
+def parse_preferences(form: dict[str, list[str]], available: list[Topic],
+                      today: date) -> Preferences:
+    """Raise ``InvalidInput`` naming every bad field; return the checked preferences."""
+    errors: list[FieldError] = []
+    topics = parse_topics(form, available, errors)
+
+    frequency = _one(form, "frequency", errors, Frequency.DAILY.value)
+    if frequency not in {f.value for f in Frequency}:
+        errors.append(FieldError("frequency", "must be daily, weekly or paused"))
+
+    weekly_day = 0
+    day_text = _one(form, "weekly_day", errors, "0")
+    if not day_text.isdigit() or not 0 <= int(day_text) <= 6:
+        errors.append(FieldError("weekly_day", "must be a day of the week"))
+    else:
+        weekly_day = int(day_text)
+
+    paused_until = None
+    if frequency == Frequency.PAUSED.value:
+        until_text = _one(form, "paused_until", errors)
+        try:
+            paused_until = date.fromisoformat(until_text)
+        except ValueError:
+            errors.append(FieldError("paused_until", "Give the date the pause ends "
+                                                     "(YYYY-MM-DD)."))
+        else:
+            if paused_until <= today:
+                errors.append(FieldError("paused_until", "The pause must end after today."))
+            elif paused_until - today > MAX_PAUSE:
+                errors.append(FieldError("paused_until", "A pause lasts at most a year."))
+
+    delivery_minute = 7 * 60
+    time_text = _one(form, "delivery_time", errors, "07:00")
+    match = _TIME_RE.match(time_text)
+    if not match:
+        errors.append(FieldError("delivery_time", "must be a time of day as HH:MM"))
+    else:
+        delivery_minute = int(match[1]) * 60 + int(match[2])
+
+    timezone = _one(form, "timezone", errors, "UTC") or "UTC"
+    if not valid_timezone(timezone):
+        errors.append(FieldError("timezone", f"unknown timezone {timezone[:60]!r}"))
+
+    mail_format = _one(form, "format", errors, MailFormat.HTML.value)
+    if mail_format not in {f.value for f in MailFormat}:
+        errors.append(FieldError("format", "must be html or text"))
+
+    if errors:
+        raise InvalidInput(errors)
+    return Preferences(topics=topics, frequency=frequency, weekly_day=weekly_day,
+                       paused_until=paused_until, delivery_minute=delivery_minute,
+                       timezone=timezone, format=mail_format)

@@ -1,0 +1,401 @@
+"""Reader use cases: subscribe, confirm, preferences, unsubscribe, export, erase, suppress.
+
+Rules kept here (each has a test):
+* Nothing but the confirmation is ever sent to an unconfirmed address.
+* The subscribe answer never depends on whether the address is known (the caller shows one
+  page for every case).
+* Every subscribe, confirm, preference change, unsubscribe and erasure adds a consent event.
+* An address that left everything, bounced hard, complained or was erased is suppressed (by
+  keyed hash); it comes back only by confirming a new subscription.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from newsletter.content.models import Topic
+from newsletter.db import db, utcnow
+from newsletter.subscribers.addresses import email_hash, normalise_email
+from newsletter.subscribers.mailer import ReaderMailer
+from newsletter.subscribers.models import (
+    ConsentEvent,
+    Reader,
+    ReaderStatus,
+    ReaderTopic,
+    Suppression,
+    SuppressionReason,
+)
+from newsletter.subscribers.preferences import (
+    Preferences,
+    parse_preferences,
+    parse_topics,
+    valid_timezone,
+)
+from newsletter.subscribers.tokens import Purpose, TokenInvalid, Tokens
+from newsletter.validation import FieldError, InvalidInput
+
+log = logging.getLogger(__name__)
+
+# The words shown next to the subscribe button. Its version is derived from the text, so a
+# change of wording can never be recorded under the old version.
+CONSENT_TEXT = (
+    "Send me the digest of the topics I chose. I can change my preferences or unsubscribe "
+    "at any time, from any email."
+)
+CONSENT_VERSION = "c1-" + hashlib.sha256(CONSENT_TEXT.encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who or what caused a change, for the consent record."""
+
+    source: str                   # form, api, import, email-link, one-click, preferences
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass
+class ReaderServices:
+    """What the reader use cases need, built once in ``create_app``."""
+
+    tokens: Tokens
+    mailer: ReaderMailer
+    hash_key: bytes
+    check_deliverability: bool = False
+    record_ip: bool = True
+
+
+class LinkNoLongerValid(TokenInvalid):
+    """A genuine link whose reader or request is gone (erased, unsubscribed, superseded)."""
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+def record_event(services: ReaderServices, reader: Reader, kind: str, actor: Actor, *,
+            consent: bool = False, detail: dict[str, Any] | None = None) -> None:
+    db.session.add(ConsentEvent(
+        reader_id=reader.id,
+        kind=kind,
+        source=actor.source,
+        ip=actor.ip if services.record_ip else None,
+        user_agent=(actor.user_agent or "")[:300] or None,
+        consent_version=CONSENT_VERSION if consent else None,
+        detail=detail or {},
+    ))
+
+
+def set_topics(reader: Reader, topics: list[Topic]) -> None:
+    keep = {link.topic_id: link for link in reader.followed}
+    reader.followed = [
+        keep.get(topic.id) or ReaderTopic(topic_id=topic.id, topic=topic) for topic in topics
+    ]
+    for position, link in enumerate(reader.followed, start=1):
+        link.position = position
+
+
+def reader_topics_available() -> list[Topic]:
+    """Topics a reader can follow today (premium ones arrive with the paid tier)."""
+    return list(db.session.scalars(
+        select(Topic).where(Topic.premium.is_(False)).order_by(Topic.position, Topic.name)
+    ))
+
+
+def find_by_email(email: str) -> Reader | None:
+    return db.session.scalar(select(Reader).where(Reader.email == email))
+
+
+def get_reader(reader_id: int) -> Reader | None:
+    reader = db.session.get(Reader, reader_id)
+    return None if reader is None or reader.status == ReaderStatus.ERASED.value else reader
+
+
+# -- suppression ---------------------------------------------------------------------------
+
+def is_suppressed(services: ReaderServices, email: str) -> bool:
+    digest = email_hash(email, services.hash_key)
+    return db.session.scalar(select(Suppression.id).where(Suppression.email_hash == digest)) \
+        is not None
+
+
+def suppress(services: ReaderServices, email: str, reason: SuppressionReason) -> None:
+    """Add the address to the suppression list (a no-op when it is there already)."""
+    digest = email_hash(email, services.hash_key)
+    if db.session.scalar(select(Suppression.id).where(Suppression.email_hash == digest)) is None:
+        db.session.add(Suppression(email_hash=digest, reason=reason.value))
+
+
+def lift_suppression(services: ReaderServices, email: str) -> None:
+    digest = email_hash(email, services.hash_key)
+    db.session.execute(delete(Suppression).where(Suppression.email_hash == digest))
+
+
+# -- subscribe and confirm -----------------------------------------------------------------
+
+def request_subscription(services: ReaderServices, raw_email: str, topic_slugs: list[str],
+                         actor: Actor, timezone: str = "UTC") -> None:
+    """Start (or restart) a subscription and email what the address needs next.
+
+    Raises ``InvalidInput`` for a malformed address or topics: those answers depend only on
+    what was typed. Whatever the address's state, the caller then shows the same page.
+    """
+    errors: list[FieldError] = []
+    email = None
+    try:
+        email = normalise_email(raw_email, check_deliverability=services.check_deliverability)
+    except ValueError as exc:
+        errors.append(FieldError("email", str(exc)))
+    topics = parse_topics({"topic": topic_slugs}, reader_topics_available(), errors)
+    if errors:
+        raise InvalidInput(errors)
+    if not valid_timezone(timezone or ""):
+        timezone = "UTC"
+
+    reader = find_by_email(email)
+    if reader is not None and reader.status == ReaderStatus.ACTIVE.value:
+        # Known and confirmed: change nothing, send them their own way in.
+        _send_safely(services.mailer.send_manage_link, reader.id, email)
+        return
+    if reader is None:
+        reader = Reader(email=email, source=actor.source, timezone=timezone)
+        db.session.add(reader)
+        db.session.flush()
+    else:  # pending or unsubscribed: start a fresh confirmation
+        reader.status = ReaderStatus.PENDING.value
+        reader.timezone = timezone
+    set_topics(reader, topics)
+    record_event(services, reader, "subscribe", actor, consent=True,
+            detail={"topics": [t.slug for t in topics]})
+    db.session.commit()
+    _send_safely(services.mailer.send_confirmation, reader.id, email)
+
+
+def _send_safely(send, *args) -> None:
+    """Subscription emails must not change the answer a visitor sees: log failures instead."""
+    try:
+        send(*args)
+    except Exception:  # noqa: BLE001 - any transport failure; the reader can ask again
+        log.exception("could not send a subscription email")
+
+
+def confirm_subscription(services: ReaderServices, token: str, actor: Actor) -> Reader:
+    """Activate the reader the confirmation link names; confirming twice changes nothing.
+
+    Raises ``TokenExpired``/``TokenInvalid``, or ``LinkNoLongerValid`` when the reader is gone,
+    changed address, or unsubscribed after the link was sent.
+    """
+    payload = services.tokens.read(Purpose.CONFIRM, token)
+    reader = get_reader(payload["r"])
+    if reader is None or reader.email != payload.get("e"):
+        raise LinkNoLongerValid("this subscription no longer exists")
+    if reader.status == ReaderStatus.ACTIVE.value:
+        return reader
+    if reader.status != ReaderStatus.PENDING.value:
+        raise LinkNoLongerValid("you unsubscribed after this link was sent; subscribe again "
+                                "to get a new one")
+    reader.status = ReaderStatus.ACTIVE.value
+    reader.confirmed_at = utcnow()
+    reader.unsubscribed_at = None
+    lift_suppression(services, reader.email)
+    record_event(services, reader, "confirm", actor)
+    db.session.commit()
+    return reader
+
+
+def send_manage_link(services: ReaderServices, raw_email: str) -> None:
+    """Email a fresh preference-centre link (or, if unconfirmed, the confirmation again).
+
+    Raises ``InvalidInput`` only for a malformed address; an unknown address gets no email
+    and the caller shows the same page as for a known one.
+    """
+    try:
+        email = normalise_email(raw_email)
+    except ValueError as exc:
+        raise InvalidInput([FieldError("email", str(exc))]) from None
+    reader = find_by_email(email)
+    if reader is None:
+        return
+    if reader.status == ReaderStatus.PENDING.value:
+        _send_safely(services.mailer.send_confirmation, reader.id, email)
+    else:
+        _send_safely(services.mailer.send_manage_link, reader.id, email)
+
+
+def reader_from_link(services: ReaderServices, purpose: Purpose, token: str) -> Reader:
+    payload = services.tokens.read(purpose, token)
+    reader = get_reader(payload["r"])
+    if reader is None:
+        raise LinkNoLongerValid("this subscription no longer exists")
+    return reader
+
+
+# -- preferences ---------------------------------------------------------------------------
+
+def _snapshot(reader: Reader) -> dict[str, Any]:
+    return {
+        "topics": [link.topic.slug for link in reader.followed],
+        "frequency": reader.frequency,
+        "weekly_day": reader.weekly_day,
+        "paused_until": reader.paused_until.isoformat() if reader.paused_until else None,
+        "delivery_time": reader.delivery_time,
+        "timezone": reader.timezone,
+        "format": reader.format,
+    }
+
+
+def update_preferences(services: ReaderServices, reader: Reader, form: dict[str, list[str]],
+                       actor: Actor, today: date) -> dict[str, Any]:
+    """Save the preference form; return the changed fields (old → new).
+
+    A new address is not applied: a confirmation goes to it, and it takes effect when
+    followed. Raises ``InvalidInput`` (nothing saved) when any field is wrong.
+    """
+    errors: list[FieldError] = []
+    new_email = None
+    raw_new = (form.get("new_email") or [""])[0]
+    if isinstance(raw_new, str) and raw_new.strip():
+        try:
+            new_email = normalise_email(raw_new,
+                                        check_deliverability=services.check_deliverability)
+        except ValueError as exc:
+            errors.append(FieldError("new_email", str(exc)))
+    try:
+        prefs: Preferences | None = parse_preferences(form, reader_topics_available(), today)
+    except InvalidInput as exc:
+        errors.extend(exc.errors)
+        prefs = None
+    if errors:
+        raise InvalidInput(errors)
+
+    before = _snapshot(reader)
+    set_topics(reader, prefs.topics)
+    reader.frequency = prefs.frequency
+    reader.weekly_day = prefs.weekly_day
+    reader.paused_until = prefs.paused_until
+    reader.delivery_minute = prefs.delivery_minute
+    reader.timezone = prefs.timezone
+    reader.format = prefs.format
+    after = _snapshot(reader)
+    changes = {key: [before[key], after[key]] for key in after if before[key] != after[key]}
+    if changes:
+        record_event(services, reader, "preferences", actor, detail={"changes": changes})
+
+    if new_email and new_email != reader.email:
+        owner = find_by_email(new_email)
+        reader.pending_email = new_email
+        record_event(services, reader, "email_change_requested", actor)
+        db.session.commit()
+        if owner is None:
+            _send_safely(services.mailer.send_email_change, reader.id, new_email)
+        changes["email"] = ["(unchanged until confirmed)", "confirmation sent"]
+        return changes
+    db.session.commit()
+    return changes
+
+
+def confirm_email_change(services: ReaderServices, token: str, actor: Actor) -> Reader:
+    payload = services.tokens.read(Purpose.EMAIL_CHANGE, token)
+    reader = get_reader(payload["r"])
+    new_email = payload.get("e")
+    if reader is None:
+        raise LinkNoLongerValid("this subscription no longer exists")
+    if reader.email == new_email:
+        return reader  # followed twice
+    if reader.pending_email != new_email:
+        raise LinkNoLongerValid("a newer address change replaced this one")
+    if find_by_email(new_email) is not None:
+        raise LinkNoLongerValid("that address is already subscribed")
+    reader.email = new_email
+    reader.pending_email = None
+    record_event(services, reader, "email_changed", actor)
+    db.session.commit()
+    return reader
+
+
+# -- unsubscribe ---------------------------------------------------------------------------
+
+def unsubscribe(services: ReaderServices, reader: Reader, actor: Actor,
+                topic_slug: str | None = None) -> bool:
+    """Leave one topic, or everything; return True if something changed (idempotent).
+
+    Leaving the last followed topic leaves everything. Leaving everything suppresses the
+    address, so no send path mails it again until a new confirmed subscription. Delivery
+    workers check the reader's status and the suppression list when they claim mail, so
+    mail queued before this call is not sent.
+    """
+    if topic_slug is not None:
+        remaining = [link for link in reader.followed if link.topic.slug != topic_slug]
+        if len(remaining) == len(reader.followed):
+            return False
+        if remaining:
+            reader.followed = remaining
+            record_event(services, reader, "unsubscribe_topic", actor, detail={"topic": topic_slug})
+            db.session.commit()
+            return True
+    if reader.status == ReaderStatus.UNSUBSCRIBED.value:
+        return False
+    reader.status = ReaderStatus.UNSUBSCRIBED.value
+    reader.unsubscribed_at = utcnow()
+    suppress(services, reader.email, SuppressionReason.UNSUBSCRIBED)
+    record_event(services, reader, "unsubscribe", actor,
+            detail={"topic": topic_slug} if topic_slug else {})
+    db.session.commit()
+    return True
+
+
+# -- privacy -------------------------------------------------------------------------------
+
+def _iso(value: datetime | date | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def export_reader(reader: Reader) -> dict[str, Any]:
+    """Everything we hold about the reader, as JSON-ready data."""
+    events = db.session.scalars(
+        select(ConsentEvent).where(ConsentEvent.reader_id == reader.id)
+        .order_by(ConsentEvent.occurred_at, ConsentEvent.id)
+    )
+    return {
+        "profile": {
+            "email": reader.email,
+            "pending_email": reader.pending_email,
+            "status": reader.status,
+            "source": reader.source,
+            "subscribed_at": _iso(reader.created_at),
+            "confirmed_at": _iso(reader.confirmed_at),
+            "unsubscribed_at": _iso(reader.unsubscribed_at),
+        },
+        "preferences": _snapshot(reader),
+        "consent_events": [
+            {"kind": e.kind, "at": _iso(e.occurred_at), "source": e.source, "ip": e.ip,
+             "user_agent": e.user_agent, "consent_version": e.consent_version,
+             "detail": e.detail}
+            for e in events
+        ],
+        # Filled from delivery records once the delivery engine keeps them (issue 4).
+        "emails_sent": [],
+    }
+
+
+def erase_reader(services: ReaderServices, reader: Reader, actor: Actor) -> None:
+    """Erase the reader's personal data; keep a keyed hash so no import can bring it back.
+
+    The row stays (status ``erased``, no address) with its consent events stripped of IP and
+    user agent, so aggregate counts survive.
+    """
+    if reader.email:
+        suppress(services, reader.email, SuppressionReason.ERASED)
+    reader.followed = []
+    reader.email = None
+    reader.pending_email = None
+    reader.status = ReaderStatus.ERASED.value
+    reader.erased_at = utcnow()
+    db.session.execute(update(ConsentEvent).where(ConsentEvent.reader_id == reader.id)
+                       .values(ip=None, user_agent=None))
+    record_event(services, reader, "erase", Actor(source=actor.source))
+    db.session.commit()

@@ -1,0 +1,70 @@
+"""JSON API v1: readers added, read and erased by another system."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from flask import jsonify, request
+
+from newsletter.extensions import reader_services
+from newsletter.subscribers import intake, service
+from newsletter.subscribers.models import Reader
+from newsletter.validation import InvalidInput
+from newsletter.web.api.auth import require_token
+from newsletter.web.api.views import bp, json_body, problems
+
+
+def _reader_json(reader: Reader) -> dict:
+    data = service.export_reader(reader)
+    return {"id": reader.id, **data["profile"], "preferences": data["preferences"]}
+
+
+@bp.post("/subscribers")
+@require_token
+def create_subscriber():
+    """202 when a confirmation was sent (double opt-in), 201 when a consent record made the
+    reader active, 200 when already active, 409 when a suppressed address comes with a
+    consent record (only the person can lift a suppression, by confirming)."""
+    payload, error = json_body()
+    if error:
+        return error
+    actor = service.Actor(source="api", ip=request.remote_addr,
+                          user_agent=request.user_agent.string[:300] or None)
+    try:
+        reader, outcome = intake.add_reader(reader_services(), payload, actor, date.today())
+    except InvalidInput as exc:
+        return problems(exc.errors)
+    except intake.AddressSuppressed:
+        return jsonify(error="suppressed", message="This address is on the suppression list; "
+                       "the person must subscribe and confirm through the site."), 409
+    if reader is None:
+        return jsonify(outcome=outcome), 202
+    status = 201 if outcome == "created" else 200
+    return jsonify(outcome=outcome, subscriber=_reader_json(reader)), status
+
+
+def _reader_or_404(reader_id: int):
+    reader = service.get_reader(reader_id)
+    if reader is None:
+        return None, (jsonify(error="not found"), 404)
+    return reader, None
+
+
+@bp.get("/subscribers/<int:reader_id>")
+@require_token
+def get_subscriber(reader_id: int):
+    reader, missing = _reader_or_404(reader_id)
+    return missing or jsonify(_reader_json(reader))
+
+
+@bp.delete("/subscribers/<int:reader_id>")
+@require_token
+def delete_subscriber(reader_id: int):
+    """Erase the reader (as "delete me" does): 204, then 404 for the id."""
+    reader, missing = _reader_or_404(reader_id)
+    if missing:
+        return missing
+    service.erase_reader(reader_services(), reader, service.Actor(source="api"))
+    return "", 204
+
+

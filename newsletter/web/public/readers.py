@@ -1,0 +1,283 @@
+"""Reader pages: subscribe, confirm, preference centre, one-click unsubscribe, privacy.
+
+Views parse the request and call ``newsletter.subscribers``; they never decide policy.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import UserMixin, current_user, login_user, logout_user
+
+from newsletter.extensions import csrf, limiter, login_manager, reader_services
+from newsletter.subscribers import service
+from newsletter.subscribers.models import Reader, ReaderStatus
+from newsletter.subscribers.preferences import WEEKDAYS, timezones
+from newsletter.subscribers.tokens import Purpose, TokenExpired, TokenInvalid
+from newsletter.validation import FieldError, InvalidInput
+
+bp = Blueprint("readers", __name__)
+READER_PREFIX = "reader:"
+
+
+# -- who is signed in ----------------------------------------------------------------------
+
+class ReaderLogin(UserMixin):
+    """A reader signed in through a link; admins (later) are a different user type."""
+
+    def __init__(self, reader: Reader):
+        self.reader = reader
+
+    def get_id(self) -> str:
+        return f"{READER_PREFIX}{self.reader.id}"
+
+
+@login_manager.user_loader
+def _load_user(user_id: str):
+    if not user_id.startswith(READER_PREFIX) or not user_id[len(READER_PREFIX):].isdigit():
+        return None
+    signed_in_at = session.get("reader_signed_in_at", 0)
+    if time.time() - signed_in_at > current_app.config["READER_SESSION_MINUTES"] * 60:
+        return None
+    reader = service.get_reader(int(user_id[len(READER_PREFIX):]))
+    return ReaderLogin(reader) if reader is not None else None
+
+
+def _sign_in(reader: Reader) -> None:
+    session.clear()
+    login_user(ReaderLogin(reader))
+    session["reader_signed_in_at"] = time.time()
+
+
+def _current_reader() -> Reader | None:
+    if current_user.is_authenticated and isinstance(current_user, ReaderLogin):
+        return current_user.reader
+    return None
+
+
+def _actor(source: str) -> service.Actor:
+    return service.Actor(source=source, ip=request.remote_addr,
+                         user_agent=request.user_agent.string[:300] or None)
+
+
+# -- rate limits ---------------------------------------------------------------------------
+
+def _address_key() -> str:
+    return "addr:" + (request.form.get("email") or "").strip().lower()[:320]
+
+
+def _ip_limit() -> str:
+    return current_app.config["SUBSCRIBE_LIMIT_PER_IP"]
+
+
+def _address_limit() -> str:
+    return current_app.config["SUBSCRIBE_LIMIT_PER_ADDRESS"]
+
+
+TOO_MANY = "Too many requests from here. Please wait a few minutes, then try again."
+_post_only = {"methods": ["POST"]}
+ip_limited = limiter.limit(_ip_limit, error_message=TOO_MANY, **_post_only)
+address_limited = limiter.limit(_address_limit, key_func=_address_key,
+                                error_message=TOO_MANY, **_post_only)
+
+
+def _link_problem(exc: TokenInvalid, status: int = 400):
+    expired = isinstance(exc, TokenExpired)
+    return render_template("readers/link_problem.html", expired=expired,
+                           message=str(exc)), status
+
+
+# -- subscribe and confirm -----------------------------------------------------------------
+
+@bp.route("/subscribe", methods=["GET", "POST"])
+@ip_limited
+@address_limited
+def subscribe():
+    topics = service.reader_topics_available()
+    if request.method == "GET":
+        chosen = {request.args.get("topic", "")}
+        return render_template("readers/subscribe.html", topics_available=topics,
+                               chosen=chosen, errors=None, email="")
+    form = request.form
+    if form.get("website"):  # the honeypot: people never see this field
+        return render_template("readers/subscribe_sent.html")
+    try:
+        service.request_subscription(
+            reader_services(), form.get("email", ""), form.getlist("topic"),
+            _actor("form"), timezone=form.get("timezone", "UTC")[:64],
+        )
+    except InvalidInput as exc:
+        return render_template("readers/subscribe.html", topics_available=topics,
+                               chosen=set(form.getlist("topic")), errors=exc,
+                               email=form.get("email", "")[:320]), 400
+    return render_template("readers/subscribe_sent.html")
+
+
+@bp.route("/confirm/<token>", methods=["GET", "POST"])
+def confirm(token: str):
+    services = reader_services()
+    try:
+        payload = services.tokens.read(Purpose.CONFIRM, token)
+    except TokenInvalid as exc:
+        return _link_problem(exc)
+    if request.method == "GET":
+        # A button, not an action: mail scanners follow GET links and must not subscribe.
+        reader = service.get_reader(payload["r"])
+        return render_template("readers/confirm.html", token=token, reader=reader)
+    try:
+        reader = service.confirm_subscription(services, token, _actor("email-link"))
+    except TokenInvalid as exc:
+        return _link_problem(exc)
+    _sign_in(reader)
+    return redirect(url_for("readers.preferences", welcome=1), code=303)
+
+
+@bp.get("/manage/<token>")
+def manage(token: str):
+    try:
+        reader = service.reader_from_link(reader_services(), Purpose.MANAGE, token)
+    except TokenInvalid as exc:
+        return _link_problem(exc)
+    _sign_in(reader)
+    return redirect(url_for("readers.preferences"), code=303)
+
+
+# -- preference centre ---------------------------------------------------------------------
+
+def _preferences_page(reader: Reader, errors: InvalidInput | None = None, saved=None,
+                      status: int = 200):
+    return render_template(
+        "readers/preferences.html", reader=reader, errors=errors, saved=saved,
+        topics_available=service.reader_topics_available(), weekdays=WEEKDAYS,
+        timezones=timezones(), welcome=bool(request.args.get("welcome")),
+        followed=[link.topic.slug for link in reader.followed],
+        today=date.today().isoformat(), unsubscribe_url=reader_services().mailer.links
+        .unsubscribe(reader.id),
+    ), status
+
+
+@bp.route("/preferences", methods=["GET", "POST"])
+def preferences():
+    reader = _current_reader()
+    if reader is None:
+        return render_template("readers/request_link.html", errors=None), 200
+    if request.method == "GET":
+        return _preferences_page(reader)
+    if reader.status != ReaderStatus.ACTIVE.value:
+        abort(409, "You are not subscribed. Subscribe again to choose preferences.")
+    try:
+        changes = service.update_preferences(reader_services(), reader,
+                                             request.form.to_dict(flat=False),
+                                             _actor("preferences"), date.today())
+    except InvalidInput as exc:
+        return _preferences_page(reader, errors=exc, status=400)
+    return _preferences_page(reader, saved=changes)
+
+
+@bp.route("/preferences/link", methods=["GET", "POST"])
+@ip_limited
+@address_limited
+def request_link():
+    if request.method == "GET":
+        return render_template("readers/request_link.html", errors=None)
+    try:
+        service.send_manage_link(reader_services(), request.form.get("email", ""))
+    except InvalidInput as exc:
+        return render_template("readers/request_link.html", errors=exc), 400
+    return render_template("readers/link_sent.html")
+
+
+@bp.route("/email-change/<token>", methods=["GET", "POST"])
+def email_change(token: str):
+    services = reader_services()
+    try:
+        payload = services.tokens.read(Purpose.EMAIL_CHANGE, token)
+    except TokenInvalid as exc:
+        return _link_problem(exc)
+    if request.method == "GET":
+        return render_template("readers/email_change.html", token=token,
+                               new_email=payload.get("e"))
+    try:
+        reader = service.confirm_email_change(services, token, _actor("email-link"))
+    except TokenInvalid as exc:
+        return _link_problem(exc)
+    _sign_in(reader)
+    return redirect(url_for("readers.preferences"), code=303)
+
+
+@bp.post("/preferences/signout")
+def sign_out():
+    logout_user()
+    session.clear()
+    return redirect(url_for("public.home"), code=303)
+
+
+# -- privacy -------------------------------------------------------------------------------
+
+@bp.get("/preferences/export")
+def export():
+    reader = _current_reader()
+    if reader is None:
+        abort(401, "Follow the link in one of our emails to download your data.")
+    body = json.dumps(service.export_reader(reader), indent=2, ensure_ascii=False)
+    return Response(body, mimetype="application/json", headers={
+        "Content-Disposition": 'attachment; filename="my-newsletter-data.json"',
+        "Cache-Control": "no-store",
+    })
+
+
+@bp.post("/preferences/delete")
+def erase():
+    reader = _current_reader()
+    if reader is None:
+        abort(401, "Follow the link in one of our emails to delete your data.")
+    if request.form.get("confirm") != "erase":
+        problem = FieldError("confirm", "Tick the box to confirm that everything is erased.")
+        return _preferences_page(reader, errors=InvalidInput([problem]), status=400)
+    service.erase_reader(reader_services(), reader, _actor("preferences"))
+    logout_user()
+    session.clear()
+    return render_template("readers/erased.html")
+
+
+# -- unsubscribe (RFC 8058) ----------------------------------------------------------------
+
+@bp.route("/u/<token>", methods=["GET", "POST"])
+@csrf.exempt
+def unsubscribe(token: str):
+    """GET shows a button and never unsubscribes (link scanners follow GETs). POST with
+    ``List-Unsubscribe=One-Click`` (form-urlencoded or multipart, no cookie, no CSRF token)
+    leaves everything; POST with ``topic=<slug>`` leaves one topic. Always 200, no redirect.
+    """
+    services = reader_services()
+    try:
+        reader = service.reader_from_link(services, Purpose.UNSUBSCRIBE, token)
+    except service.LinkNoLongerValid:
+        # Erased readers get nothing anyway: answer as if it worked.
+        return render_template("readers/unsubscribed.html", reader=None, topic=None)
+    except TokenInvalid as exc:
+        return _link_problem(exc)
+    if request.method == "GET":
+        return render_template("readers/unsubscribe.html", reader=reader, token=token)
+    topic = request.form.get("topic")
+    one_click = request.form.get("List-Unsubscribe") == "One-Click"
+    if not one_click and not topic:
+        return render_template("readers/unsubscribe.html", reader=reader, token=token,
+                               problem="Choose what to unsubscribe from."), 400
+    source = "one-click" if one_click and "Origin" not in request.headers else "unsubscribe-page"
+    service.unsubscribe(services, reader, _actor(source), None if one_click else topic[:80])
+    return render_template("readers/unsubscribed.html", reader=reader,
+                           topic=None if one_click else topic)

@@ -169,8 +169,17 @@ def mail_send_test(to: str, slug: str | None) -> None:
         if not latest:
             raise click.ClickException("nothing is published yet (try newsletter seed-demo)")
         synthesis = latest[0]
+    from newsletter.extensions import reader_services
+    from newsletter.subscribers.service import find_by_email
+
+    links = {}
+    reader = find_by_email(address.lower())
+    if reader is not None:
+        reader_links = reader_services().mailer.links
+        links = {"unsubscribe_url": reader_links.unsubscribe(reader.id),
+                 "preferences_url": reader_links.manage(reader.id)}
     try:
-        result = send_synthesis_email(synthesis, address, mail_setup())
+        result = send_synthesis_email(synthesis, address, mail_setup(), **links)
     except TransportError as exc:
         raise click.ClickException(f"not sent: {exc}") from None
     click.echo(f"Sent {synthesis.title!r} to {address}: {result.code} {result.reply}")

@@ -39,17 +39,23 @@ def synthesis_context(synthesis: Synthesis, *, base_url: str,
     }
 
 
-def send_synthesis_email(synthesis: Synthesis, to: str, mail: MailSetup) -> SendResult:
-    """Render, build, sign and send ``synthesis`` to ``to``; raises the transport's errors."""
+def send_synthesis_email(synthesis: Synthesis, to: str, mail: MailSetup,
+                         unsubscribe_url: str | None = None,
+                         preferences_url: str | None = None) -> SendResult:
+    """Render, build, sign and send ``synthesis`` to ``to``; raises the transport's errors.
+
+    Pass the reader's own links when ``to`` is a reader; otherwise the message points at the
+    preference centre's sign-in page and an unsubscribe address that only says so.
+    """
     config = mail.config
     base = config["BASE_URL"].rstrip("/")
     rendered = mail.renderer.render(
         "synthesis", synthesis_context(synthesis, base_url=base, config=config)
     )
-    # The reader routes arrive with the readers issue; these are their future addresses.
+    unsubscribe_url = unsubscribe_url or f"{base}/u/preview"
     html, text = rendered.personalise(
-        unsubscribe_url=f"{base}/u/preview",
-        preferences_url=f"{base}/preferences",
+        unsubscribe_url=unsubscribe_url,
+        preferences_url=preferences_url or f"{base}/preferences",
         greeting="Hello,",
         email=to,
     )
@@ -62,7 +68,7 @@ def send_synthesis_email(synthesis: Synthesis, to: str, mail: MailSetup) -> Send
         html=html,
         message_id_domain=domain,
         list_id=f"{config['PUBLICATION_NAME']} <test.{domain}>",
-        list_unsubscribe_url=f"{base}/u/preview",
+        list_unsubscribe_url=unsubscribe_url,
     )
     if mail.signer is not None:
         message = mail.signer.sign(message)

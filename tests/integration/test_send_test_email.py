@@ -111,3 +111,25 @@ def test_relay_refusal_is_reported(smtp_app_config, runner, topics, smtp_server)
     result = runner.invoke(args=["mail", "send-test", "--to", "gone@example.com"])
     assert result.exit_code == 1
     assert "not sent" in result.output and "550" in result.output
+
+
+def test_send_test_to_a_reader_carries_their_working_unsubscribe_link(
+        app_config, runner, topics, tmp_path, app):
+    from tests.factories import make_synthesis
+    from tests.factories_readers import make_reader
+
+    make_synthesis()
+    reader = make_reader(email="reader@example.com")
+    assert runner.invoke(args=["mail", "send-test", "--to", "reader@example.com"]).exit_code == 0
+    [eml] = list((tmp_path / "outbox").glob("*.eml"))
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    url = message["List-Unsubscribe"].strip().strip("<>")
+    assert url.startswith("https://news.example/u/"), url
+    provider = app.test_client(use_cookies=False)
+    response = provider.post(url.removeprefix("https://news.example"),
+                             data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200
+    from newsletter.db import db
+    from newsletter.subscribers.models import Reader
+
+    assert db.session.get(Reader, reader.id).status == "unsubscribed"

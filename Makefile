@@ -3,8 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
+CHROMIUM_BIN ?= /usr/bin/chromium
 
-.PHONY: run test lint bench clean
+.PHONY: run test browser-deps lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +26,16 @@ run: $(VENV)/.installed-run
 	$(BIN)/newsletter seed-demo --if-empty
 	$(BIN)/newsletter serve --host 127.0.0.1 --port 5000
 
+# Debian's Chromium for the browser tests (tests/browser use $(CHROMIUM_BIN)). Installed only
+# when missing and apt is usable (root); otherwise the browser tests skip and say why.
+browser-deps:
+	@[ -x $(CHROMIUM_BIN) ] || \
+	{ [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }; } || \
+	echo "make: could not install chromium; browser tests will be skipped" >&2
+
 # pytest exits 5 when it collected no test: that is a failure here, with a clear word.
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test browser-deps
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status

@@ -175,7 +175,7 @@ def preferences():
     if reader is None:
         return render_template("readers/request_link.html", errors=None), 200
     if request.method == "GET":
-        return _preferences_page(reader)
+        return _preferences_page(reader, saved=session.pop("preferences_saved", None))
     if reader.status != ReaderStatus.ACTIVE.value:
         abort(409, "You are not subscribed. Subscribe again to choose preferences.")
     try:
@@ -184,7 +184,9 @@ def preferences():
                                              _actor("preferences"), date.today())
     except InvalidInput as exc:
         return _preferences_page(reader, errors=exc, status=400)
-    return _preferences_page(reader, saved=changes)
+    # Post/redirect/get: a reload of the answer must not send the form again.
+    session["preferences_saved"] = sorted(changes)
+    return redirect(url_for("readers.preferences"), code=303)
 
 
 @bp.route("/preferences/link", methods=["GET", "POST"])

@@ -149,41 +149,14 @@ def mail_group() -> None:
 @with_appcontext
 def mail_send_test(to: str, slug: str | None) -> None:
     """Send one synthesis as an email through the configured transport."""
-    from email_validator import EmailNotValidError, validate_email
-
-    from newsletter.content import service as content
-    from newsletter.editions.preview import send_synthesis_email
-    from newsletter.extensions import mail_setup
-    from newsletter.mail import TransportError
+    from newsletter.editions.preview import PreviewError, send_test_email
+    from newsletter.extensions import mail_setup, reader_services
 
     try:
-        address = validate_email(to, check_deliverability=False).normalized
-    except EmailNotValidError as exc:
-        raise click.ClickException(f"--to: {exc}") from None
-    if slug:
-        synthesis = content.get_visible_synthesis(slug)
-        if synthesis is None:
-            raise click.ClickException(f"no published synthesis with slug {slug!r}")
-    else:
-        latest = content.latest_syntheses(1)
-        if not latest:
-            raise click.ClickException("nothing is published yet (try newsletter seed-demo)")
-        synthesis = latest[0]
-    from newsletter.extensions import reader_services
-    from newsletter.subscribers.service import find_by_email
-
-    links = {}
-    reader = find_by_email(address.lower())
-    if reader is not None:
-        reader_links = reader_services().mailer.links
-        links = {"unsubscribe_url": reader_links.unsubscribe(reader.id),
-                 "preferences_url": reader_links.manage(reader.id)}
-    try:
-        result = send_synthesis_email(synthesis, address, mail_setup(), **links)
-    except TransportError as exc:
-        raise click.ClickException(f"not sent: {exc}") from None
+        synthesis, address, result = send_test_email(to, slug, mail_setup(), reader_services())
+    except PreviewError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"Sent {synthesis.title!r} to {address}: {result.code} {result.reply}")
-
 
 if __name__ == "__main__":  # python -m newsletter.cli
     main()

@@ -9,9 +9,16 @@ from __future__ import annotations
 from email.utils import parseaddr
 from typing import Any
 
+from newsletter.content import service as content
 from newsletter.content.models import Synthesis
 from newsletter.extensions import MailSetup
-from newsletter.mail import SendResult, build_message
+from newsletter.mail import SendResult, TransportError, build_message
+from newsletter.subscribers import service as readers
+from newsletter.subscribers.addresses import InvalidAddress, normalise_email
+
+
+class PreviewError(Exception):
+    """The test message was not sent; the message says why, in one line."""
 
 
 def synthesis_context(synthesis: Synthesis, *, base_url: str,
@@ -77,3 +84,37 @@ def send_synthesis_email(synthesis: Synthesis, to: str, mail: MailSetup,
         return transport.send(parseaddr(config["MAIL_FROM"])[1], [to], message)
     finally:
         transport.close()
+
+
+def send_test_email(raw_to: str, slug: str | None, mail: MailSetup,
+                    services: readers.ReaderServices) -> tuple[Synthesis, str, SendResult]:
+    """Send the synthesis ``slug`` (default: the latest) to ``raw_to`` as a test message.
+
+    A suppressed address gets nothing; a reader gets their own unsubscribe and preference
+    links. Raises ``PreviewError`` with the reason.
+    """
+    try:
+        address = normalise_email(raw_to)
+    except InvalidAddress as exc:
+        raise PreviewError(f"--to: {exc}") from None
+    if slug:
+        synthesis = content.get_visible_synthesis(slug)
+        if synthesis is None:
+            raise PreviewError(f"no published synthesis with slug {slug!r}")
+    else:
+        latest = content.latest_syntheses(1)
+        if not latest:
+            raise PreviewError("nothing is published yet (try newsletter seed-demo)")
+        synthesis = latest[0]
+    if readers.is_suppressed(services, address):
+        raise PreviewError(f"{address} is on the suppression list; nothing sent")
+    links = {}
+    reader = readers.find_by_email(address)
+    if reader is not None:
+        links = {"unsubscribe_url": services.mailer.links.unsubscribe(reader.id),
+                 "preferences_url": services.mailer.links.manage(reader.id)}
+    try:
+        result = send_synthesis_email(synthesis, address, mail, **links)
+    except TransportError as exc:
+        raise PreviewError(f"not sent: {exc}") from None
+    return synthesis, address, result

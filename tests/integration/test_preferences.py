@@ -252,3 +252,11 @@ def test_delete_me_erases_and_keeps_only_a_hash(signed_in, reader, app):
     assert "Signed in as" not in signed_in.get("/preferences").get_data(as_text=True)
     assert db.session.scalar(select(func.count(Reader.id)).where(
         Reader.email == "ada@example.com")) == 0
+
+
+@pytest.mark.parametrize("address", ["", "nope", "a@b.example\r\nBcc: c@d.example"])
+def test_request_link_with_a_bad_address(client, reader, app, address):
+    response = client.post("/preferences/link", data={
+        "csrf_token": csrf_from(client, "/preferences/link"), "email": address})
+    assert response.status_code == 400
+    assert outbox_messages(Path(app.config["OUTBOX_DIR"])) == []

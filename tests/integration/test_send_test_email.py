@@ -45,16 +45,16 @@ def test_send_test_over_smtp_arrives_signed_with_list_headers(
     result = runner.invoke(args=["mail", "send-test", "--to", "Reader@Example.com",
                                  "--synthesis", slug])
     assert result.exit_code == 0, result.output
-    assert "to Reader@example.com: 250" in result.output
+    assert "to reader@example.com: 250" in result.output
 
     [received] = smtp_server.messages
     assert received.envelope_from == "newsletter@news.example"
-    assert received.rcpt_tos == ["Reader@example.com"]
+    assert received.rcpt_tos == ["reader@example.com"]
     raw = received.raw
     assert dkim.verify(raw, dnsfunc=dkim_key[1])
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert message["From"] == "Modelwire <newsletter@news.example>"
-    assert message["To"] == "Reader@example.com"
+    assert message["To"] == "reader@example.com"
     assert message["Subject"] == sample_payload()["title"]
     assert message["Message-ID"].endswith("@news.example>")
     assert message["Date"]
@@ -133,3 +133,19 @@ def test_send_test_to_a_reader_carries_their_working_unsubscribe_link(
     from newsletter.subscribers.models import Reader
 
     assert db.session.get(Reader, reader.id).status == "unsubscribed"
+
+
+def test_send_test_refuses_a_suppressed_address(runner, topics, tmp_path, app):
+    from newsletter.extensions import reader_services
+    from newsletter.subscribers import service
+    from tests.factories import make_synthesis
+
+    make_synthesis()
+    service.suppress(reader_services(), "gone@example.com", service.SuppressionReason.COMPLAINT)
+    from newsletter.db import db
+
+    db.session.commit()
+    result = runner.invoke(args=["mail", "send-test", "--to", "Gone@Example.com"])
+    assert result.exit_code == 1
+    assert "suppression list" in result.output
+    assert not (tmp_path / "outbox").exists() or not list((tmp_path / "outbox").iterdir())

@@ -141,3 +141,14 @@ def test_erased_reader_link_answers_calmly(provider, reader, app):
     response = provider.post(url, data={"List-Unsubscribe": "One-Click"})
     assert response.status_code == 200
     assert "You are unsubscribed" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("topic", ["chips-and-compute", "nope", "x" * 5000])
+def test_leaving_a_topic_one_does_not_follow_is_refused(provider, reader, topic):
+    url = path_of(links().unsubscribe(reader.id))
+    response = provider.post(url, data={"topic": topic})
+    assert response.status_code == 400
+    assert "You do not follow that topic." in response.get_data(as_text=True)
+    fresh = db.session.get(Reader, reader.id)
+    db.session.refresh(fresh)
+    assert len(fresh.followed) == 2 and fresh.status == "active"

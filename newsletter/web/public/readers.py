@@ -279,7 +279,10 @@ def unsubscribe(token: str):
     if not one_click and not topic:
         return render_template("readers/unsubscribe.html", reader=reader, token=token,
                                problem="Choose what to unsubscribe from."), 400
+    if not one_click and topic not in {link.topic.slug for link in reader.followed}:
+        return render_template("readers/unsubscribe.html", reader=reader, token=token,
+                               problem="You do not follow that topic."), 400
     source = "one-click" if one_click and "Origin" not in request.headers else "unsubscribe-page"
-    service.unsubscribe(services, reader, _actor(source), None if one_click else topic[:80])
+    service.unsubscribe(services, reader, _actor(source), None if one_click else topic)
     return render_template("readers/unsubscribed.html", reader=reader,
                            topic=None if one_click else topic)

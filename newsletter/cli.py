@@ -158,5 +158,170 @@ def mail_send_test(to: str, slug: str | None) -> None:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Sent {synthesis.title!r} to {address}: {result.code} {result.reply}")
 
+@commands.command("editions")
+@with_appcontext
+def editions_command() -> None:
+    """List editions with their delivery counts."""
+    from sqlalchemy import select
+
+    from newsletter.db import db
+    from newsletter.editions import service as editions
+    from newsletter.editions.models import Edition
+
+    click.echo(f"{'id':>5}  {'status':<10} {'kind':<8} {'queued':>7} {'sent':>7} "
+               f"{'deferred':>8} {'bounced':>7} {'failed':>6}  subject")
+    for edition in db.session.scalars(select(Edition).order_by(Edition.id.desc()).limit(50)):
+        n = editions.counts(edition.id)
+        click.echo(f"{edition.id:>5}  {edition.status:<10} {edition.kind:<8} "
+                   f"{n['queued'] + n['claimed']:>7} {n['sent']:>7} {n['deferred']:>8} "
+                   f"{n['bounced']:>7} {n['failed']:>6}  {edition.subject[:60]}")
+
+
+@commands.group("edition")
+def edition_group() -> None:
+    """Create, pause, resume or cancel an edition."""
+
+
+@edition_group.command("create")
+@click.option("--subject", required=True)
+@click.option("--preheader", default="")
+@click.option("--synthesis", "slugs", multiple=True, help="Slug of a synthesis to include.")
+@click.option("--topics", default="", help="Comma-separated audience topic slugs (default all).")
+@click.option("--tier", type=click.Choice(["all", "paid"]), default="all")
+@click.option("--no-tracking", is_flag=True)
+@with_appcontext
+def edition_create(subject, preheader, slugs, topics, tier, no_tracking) -> None:
+    """Create a draft special edition from published syntheses; prints its id."""
+    from newsletter.content import service as content
+    from newsletter.editions import service as editions
+    from newsletter.validation import InvalidInput
+
+    ids = []
+    for slug in slugs:
+        synthesis = content.get_visible_synthesis(slug)
+        if synthesis is None:
+            raise click.ClickException(f"no published synthesis with slug {slug!r}")
+        ids.append(synthesis.id)
+    try:
+        edition = editions.create_edition(
+            subject=subject, preheader=preheader,
+            sections=[{"title": subject, "synthesis_ids": ids}] if ids else [],
+            topics=[t.strip() for t in topics.split(",") if t.strip()], tier=tier,
+            tracking=not no_tracking)
+    except InvalidInput as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(edition.id)
+
+
+def _edition_action(action: str, edition_id: int) -> None:
+    from newsletter.editions import service as editions
+
+    try:
+        result = getattr(editions, action)(edition_id)
+    except editions.EditionStateError as exc:
+        raise click.ClickException(str(exc)) from None
+    extra = f" ({result} deliveries cancelled)" if action == "cancel" else ""
+    click.echo(f"Edition {edition_id}: {action} done{extra}.")
+
+
+@edition_group.command("pause")
+@click.argument("edition_id", type=int)
+@with_appcontext
+def edition_pause(edition_id: int) -> None:
+    """Stop sending (workers notice within a second); resume goes on where it stopped."""
+    _edition_action("pause", edition_id)
+
+
+@edition_group.command("resume")
+@click.argument("edition_id", type=int)
+@with_appcontext
+def edition_resume(edition_id: int) -> None:
+    """Send the rest; readers already sent get nothing again."""
+    _edition_action("resume", edition_id)
+
+
+@edition_group.command("cancel")
+@click.argument("edition_id", type=int)
+@with_appcontext
+def edition_cancel(edition_id: int) -> None:
+    """Cancel every delivery not yet sent."""
+    _edition_action("cancel", edition_id)
+
+
+@commands.command("send")
+@click.argument("edition_id", type=int)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@with_appcontext
+def send_command(edition_id: int, quiet: bool) -> None:
+    """Start EDITION_ID if needed and send it in the foreground, with progress."""
+    import threading
+    import time
+
+    from flask import current_app
+
+    from newsletter.db import db
+    from newsletter.delivery.service import make_sender
+    from newsletter.editions import service as editions
+    from newsletter.editions.models import Edition
+    from newsletter.extensions import mail_setup
+
+    edition = db.session.get(Edition, edition_id)
+    if edition is None:
+        raise click.ClickException(f"no edition {edition_id}")
+    if edition.status in ("draft", "scheduled"):
+        queued = editions.start_sending(edition_id, mail_setup())
+        click.echo(f"Edition {edition_id}: {queued} deliveries queued.", err=True)
+    elif edition.status != "sending":
+        raise click.ClickException(f"edition {edition_id} is {edition.status}")
+    total = editions.counts(edition_id)["open"]
+    app = current_app._get_current_object()
+    sender = make_sender(app)
+    last = [0.0]
+
+    def show(progress) -> None:
+        now = time.monotonic()
+        if quiet or now - last[0] < 0.5:
+            return
+        last[0] = now
+        elapsed = max(now - progress.started, 1e-6)
+        rate = progress.done / elapsed
+        eta = (total - progress.done) / rate if rate else 0
+        click.echo(f"\rsent {progress.sent} · deferred {progress.deferred} · bounced "
+                   f"{progress.bounced} · failed {progress.failed} · {rate:,.0f}/s · "
+                   f"ETA {eta:,.0f}s   ", err=True, nl=False)
+
+    progress = sender.run(threading.Event(), edition_id=edition_id, on_progress=show)
+    counts = editions.counts(edition_id)
+    click.echo(f"\nEdition {edition_id}: sent {counts['sent']}, deferred {counts['deferred']}, "
+               f"bounced {counts['bounced']}, failed {counts['failed']}, cancelled "
+               f"{counts['cancelled']} (this run: {progress.sent} sent).")
+    if counts["deferred"]:
+        click.echo("Deferred deliveries are retried by `newsletter worker`.")
+
+
+@commands.command("worker")
+@click.option("--poll", default=5.0, show_default=True, help="Seconds between schedule checks.")
+@with_appcontext
+def worker_command(poll: float) -> None:
+    """Send continuously: start due editions, claim deliveries, retry deferred ones."""
+    import signal
+    import threading
+
+    from flask import current_app
+
+    from newsletter.delivery.service import run_worker
+
+    stop = threading.Event()
+
+    def _stop(signum, frame):
+        click.echo("Stopping after the messages in flight…", err=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    click.echo("Worker started.", err=True)
+    run_worker(current_app._get_current_object(), stop, poll_seconds=poll)
+
+
 if __name__ == "__main__":  # python -m newsletter.cli
     main()

@@ -109,6 +109,24 @@ SETTINGS: tuple[Setting, ...] = (
             "10/minute;50/hour", _str, "Subscribe and sign-in-link requests per IP."),
     Setting("NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS", "SUBSCRIBE_LIMIT_PER_ADDRESS",
             "3/hour;10/day", _str, "Subscribe and sign-in-link requests per email address."),
+    Setting("NEWSLETTER_BOUNCE_DOMAIN", "BOUNCE_DOMAIN", None, _str,
+            "Domain of the VERP return path `bounces+<token>@domain` (default: MAIL_DOMAIN)."),
+    Setting("NEWSLETTER_SEND_CONNECTIONS", "SEND_CONNECTIONS", 4, _int,
+            "SMTP connections per relay unless its URL says `connections=`."),
+    Setting("NEWSLETTER_SEND_BATCH", "SEND_BATCH", 200, _int,
+            "Deliveries a worker claims at a time."),
+    Setting("NEWSLETTER_LEASE_SECONDS", "LEASE_SECONDS", 120, _int,
+            "How long a claim lasts; a crashed worker's deliveries return to the queue after it."),
+    Setting("NEWSLETTER_MAX_ATTEMPTS", "MAX_ATTEMPTS", 8, _int,
+            "Attempts before a transiently failing delivery is given up (`failed`)."),
+    Setting("NEWSLETTER_MAX_AGE_HOURS", "MAX_AGE_HOURS", 48, _int,
+            "Age after which a transiently failing delivery is given up."),
+    Setting("NEWSLETTER_RETRY_BASE_SECONDS", "RETRY_BASE_SECONDS", 60, _int,
+            "First retry delay; doubles each attempt (with ±20% jitter), capped at 6 hours."),
+    Setting("NEWSLETTER_TRACKING", "TRACKING", True, _bool,
+            "Open and click tracking (editions can also turn it off one by one)."),
+    Setting("NEWSLETTER_SEND_IN_WEB", "SEND_IN_WEB", False, _bool,
+            "Run the sender in the web process (threads); `make run` turns it on."),
     Setting("NEWSLETTER_MAX_REQUEST_BYTES", "MAX_CONTENT_LENGTH", 1024 * 1024, _int,
             "Largest request body accepted (413 above it)."),
 )
@@ -153,6 +171,8 @@ def finish_config(config: dict[str, Any]) -> dict[str, Any]:
         address = parseaddr(config["MAIL_FROM"])[1]
         config["MAIL_DOMAIN"] = address.rpartition("@")[2] or "localhost"
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
+    if not config.get("BOUNCE_DOMAIN"):
+        config["BOUNCE_DOMAIN"] = config["MAIL_DOMAIN"]
     if config.get("SECRET_KEYS"):
         config["SECRET_KEY"] = config["SECRET_KEYS"][0]
     else:

@@ -2,7 +2,18 @@
 
 from newsletter.accounts.models import ApiToken
 from newsletter.content.models import Synthesis, Topic, synthesis_topics
+from newsletter.delivery.models import (
+    BounceEvent,
+    Delivery,
+    DeliveryAttempt,
+    ProcessedEvent,
+    TrackingEvent,
+)
+from newsletter.editions.models import Edition, EditionLink, EditionVariant
 from newsletter.subscribers.models import ConsentEvent, Reader, ReaderTopic, Suppression
 
-__all__ = ["ApiToken", "ConsentEvent", "Reader", "ReaderTopic", "Suppression", "Synthesis",
-           "Topic", "synthesis_topics"]
+__all__ = [
+    "ApiToken", "BounceEvent", "ConsentEvent", "Delivery", "DeliveryAttempt", "Edition",
+    "EditionLink", "EditionVariant", "ProcessedEvent", "Reader", "ReaderTopic", "Suppression",
+    "Synthesis", "Topic", "TrackingEvent", "synthesis_topics",
+]

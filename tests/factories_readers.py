@@ -12,8 +12,12 @@ from newsletter.subscribers.models import Reader, ReaderTopic
 def make_reader(email: str = "ada@example.com", status: str = "active",
                 topics: tuple[str, ...] = ("ai-policy-and-safety", "models-and-research"),
                 **fields) -> Reader:
-    reader = Reader(email=email, status=status,
-                    confirmed_at=utcnow() if status == "active" else None, **fields)
+    from newsletter.extensions import reader_services
+    from newsletter.subscribers.addresses import email_hash
+
+    reader = Reader(email=email, email_hash=email_hash(email, reader_services().hash_key),
+                    status=status, confirmed_at=utcnow() if status == "active" else None,
+                    **fields)
     db.session.add(reader)
     db.session.flush()
     for position, slug in enumerate(topics, start=1):

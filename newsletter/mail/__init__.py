@@ -4,8 +4,10 @@ A plain library (no Flask): the app wires it in ``newsletter.extensions``.
 """
 
 from newsletter.mail.dkim import DEFAULT_SIGNED_HEADERS, DkimError, DkimSigner
+from newsletter.mail.fastdkim import FastDkimSigner
 from newsletter.mail.message import HeaderValueError, build_message
 from newsletter.mail.render import EmailRenderer, PersonalTemplate, RenderedEmail, TemplateError
+from newsletter.mail.template import MessageTemplate
 from newsletter.mail.transports import (
     ConsoleTransport,
     FileTransport,
@@ -24,8 +26,10 @@ __all__ = [
     "DkimError",
     "DkimSigner",
     "EmailRenderer",
+    "FastDkimSigner",
     "FileTransport",
     "HeaderValueError",
+    "MessageTemplate",
     "PersonalTemplate",
     "RenderedEmail",
     "SMTPTransport",

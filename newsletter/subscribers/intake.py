@@ -12,7 +12,7 @@ from typing import Any
 
 from newsletter.db import db, utcnow
 from newsletter.subscribers import service
-from newsletter.subscribers.addresses import normalise_email
+from newsletter.subscribers.addresses import email_hash, normalise_email
 from newsletter.subscribers.models import Reader, ReaderStatus
 from newsletter.subscribers.preferences import parse_preferences
 from newsletter.validation import FieldError, InvalidInput
@@ -120,7 +120,8 @@ def add_reader(services: service.ReaderServices, payload: Any, actor: service.Ac
     if service.is_suppressed(services, email):
         raise AddressSuppressed(email)
     if reader is None:
-        reader = Reader(email=email, source=actor.source)
+        reader = Reader(email=email, email_hash=email_hash(email, services.hash_key),
+                        source=actor.source)
         db.session.add(reader)
         db.session.flush()
     service.set_topics(reader, prefs.topics)

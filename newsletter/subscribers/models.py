@@ -60,6 +60,10 @@ class Reader(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str | None] = mapped_column(String(320), unique=True, nullable=True)
+    # Keyed hash of ``email`` (the suppression list's form), so sends can check suppression
+    # in set-based SQL. Kept in step by the service whenever the address changes.
+    email_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    plan: Mapped[str] = mapped_column(String(10), default="free", server_default="free")  # billing
     status: Mapped[str] = mapped_column(String(20), default=ReaderStatus.PENDING.value)
     source: Mapped[str] = mapped_column(String(20), default="form")
     frequency: Mapped[str] = mapped_column(String(10), default=Frequency.DAILY.value)

@@ -162,7 +162,8 @@ def request_subscription(services: ReaderServices, raw_email: str, topic_slugs: 
         _send_safely(services.mailer.send_manage_link, reader.id, email)
         return
     if reader is None:
-        reader = Reader(email=email, source=actor.source, timezone=timezone)
+        reader = Reader(email=email, email_hash=email_hash(email, services.hash_key),
+                        source=actor.source, timezone=timezone)
         db.session.add(reader)
         db.session.flush()
     else:  # pending or unsubscribed: start a fresh confirmation
@@ -311,6 +312,7 @@ def confirm_email_change(services: ReaderServices, token: str, actor: Actor) -> 
     if find_by_email(new_email) is not None:
         raise LinkNoLongerValid("that address is already subscribed")
     reader.email = new_email
+    reader.email_hash = email_hash(new_email, services.hash_key)
     reader.pending_email = None
     record_event(services, reader, "email_changed", actor)
     db.session.commit()
@@ -392,6 +394,7 @@ def erase_reader(services: ReaderServices, reader: Reader, actor: Actor) -> None
         suppress(services, reader.email, SuppressionReason.ERASED)
     reader.followed = []
     reader.email = None
+    reader.email_hash = None
     reader.pending_email = None
     reader.status = ReaderStatus.ERASED.value
     reader.erased_at = utcnow()

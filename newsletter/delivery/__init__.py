@@ -1,0 +1,1 @@
+"""Delivery: per-recipient records, workers, outcomes, bounces, tracking."""

@@ -1,0 +1,99 @@
+"""Per-recipient messages from a variant's pre-encoded template: the send path's hot loop.
+
+Per delivery this only makes the personal values (tokens, links), joins the variant's
+pre-encoded byte slices with them, and signs the result. Templates are built once per
+variant per process, from the variant's stored rendering.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from email.utils import parseaddr
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from newsletter.delivery.queue import Claimed
+from newsletter.delivery.tokens import DeliveryTokens
+from newsletter.editions.render import template_from_json
+from newsletter.mail.template import MessageTemplate
+from newsletter.subscribers.mailer import Links
+
+PERSONAL_HEADERS = ("To", "Message-ID", "List-Unsubscribe", "X-Newsletter-Token")
+
+
+def ascii_address(address: str) -> str:
+    """The address with its domain in IDNA (punycode) form, for headers and RCPT TO."""
+    local, _, domain = address.rpartition("@")
+    if domain.isascii():
+        return address
+    return f"{local}@{domain.encode('idna').decode('ascii')}"
+
+
+class EditionComposer:
+    def __init__(self, *, engine: Engine, config: dict[str, Any], signer, tokens: DeliveryTokens,
+                 links: Links):
+        self.engine = engine
+        self.config = config
+        self.signer = signer
+        self.tokens = tokens
+        self.links = links
+        self.bounce_domain = config["BOUNCE_DOMAIN"]
+        self._templates: dict[int, MessageTemplate] = {}
+        self._lock = threading.Lock()
+
+    def template(self, variant_id: int) -> MessageTemplate:
+        template = self._templates.get(variant_id)
+        if template is not None:
+            return template
+        with self._lock:
+            template = self._templates.get(variant_id)
+            if template is None:
+                template = self._build(variant_id)
+                self._templates[variant_id] = template
+        return template
+
+    def _build(self, variant_id: int) -> MessageTemplate:
+        with self.engine.connect() as conn:
+            row = conn.execute(text(
+                "SELECT v.subject, v.html, v.text, e.id AS edition_id, e.kind "
+                "FROM edition_variants v JOIN editions e ON e.id = v.edition_id "
+                "WHERE v.id = :id"), {"id": variant_id}).one()
+        def load(value):
+            return json.loads(value) if isinstance(value, str) else value
+
+        html, text_part = load(row.html), load(row.text)
+        config = self.config
+        domain = config["MAIL_DOMAIN"]
+        sender = parseaddr(config["MAIL_FROM"])[1]
+        return MessageTemplate.build(
+            from_addr=config["MAIL_FROM"],
+            subject=row.subject,
+            text=template_from_json(text_part),
+            html=template_from_json(html) if html else None,
+            message_id_domain=domain,
+            list_id=f"{config['PUBLICATION_NAME']} <{row.kind}.{domain}>",
+            # Feedback-ID must not be unique per message: edition:kind:mailer:sender.
+            extra_headers={"Feedback-ID": f"{row.edition_id}:{row.kind}:newsletter:{sender}"},
+            personal_headers=PERSONAL_HEADERS,
+        )
+
+    def compose(self, job: Claimed) -> tuple[str, str, bytes]:
+        token = self.tokens.make(job.id)
+        address = ascii_address(job.email)
+        unsubscribe_url = self.links.unsubscribe(job.reader_id)
+        message = self.template(job.variant_id).render({
+            "to": address,
+            "message_id": f"{token}.{job.edition_id}",
+            "list_unsubscribe": f"<{unsubscribe_url}>",
+            "x_newsletter_token": token,
+            "greeting": "Hello,",
+            "email": job.email,
+            "unsubscribe_url": unsubscribe_url,
+            "preferences_url": self.links.manage(job.reader_id),
+            "tracking_token": token,
+        })
+        if self.signer is not None:
+            message = self.signer.sign(message)
+        return f"bounces+{token}@{self.bounce_domain}", address, message

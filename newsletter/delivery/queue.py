@@ -1,0 +1,200 @@
+"""The delivery queue in the database: claim under a lease, record outcomes, finish editions.
+
+Every function takes a SQLAlchemy ``Connection`` and commits nothing itself unless it says
+so; workers call them from their own threads with their own connections.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, bindparam, text
+
+from newsletter.db import UTCDateTime
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    edition_id: int
+    reader_id: int
+    variant_id: int
+    email: str | None
+    attempts: int
+    created_at: datetime
+    claim_id: str
+    eligible: bool
+
+
+def _dt(name: str):
+    return bindparam(name, type_=UTCDateTime())
+
+
+_TIMES = ("now", "until", "next")
+
+
+def _sql(statement: str):
+    """``text()`` with the time parameters it uses typed as UTC datetimes."""
+    return text(statement).bindparams(*(_dt(name) for name in _TIMES
+                                        if f":{name}" in statement))
+
+
+# -- name: claim-deliveries
+# Contract: moves up to :n due deliveries of editions that are sending (queued or deferred and
+# due, or claimed under an expired lease) to 'claimed' under this claim's id and lease, and
+# returns them. On PostgreSQL the inner SELECT locks with SKIP LOCKED, so concurrent workers
+# never claim the same row; on SQLite the single UPDATE statement holds the write lock.
+_CLAIM = """
+UPDATE deliveries SET status = 'claimed', lease_owner = :claim_id, lease_until = :until
+WHERE id IN (
+  SELECT d.id FROM deliveries d JOIN editions e ON e.id = d.edition_id
+  WHERE e.status = 'sending'
+    AND ((d.status IN ('queued', 'deferred') AND d.next_attempt_at <= :now)
+         OR (d.status = 'claimed' AND d.lease_until < :now))
+    {edition_filter}
+  ORDER BY d.id
+  LIMIT :n
+  {lock}
+)
+RETURNING id, edition_id, reader_id, variant_id, email, attempts, created_at
+"""
+
+# -- name: claim-eligibility
+# Contract: for the given deliveries, whether their reader may still get list mail: active
+# and not suppressed. Checked at claim time so an unsubscribe takes effect before the send.
+_ELIGIBLE = """
+SELECT d.id FROM deliveries d JOIN readers r ON r.id = d.reader_id
+WHERE d.id IN :ids AND r.status = 'active' AND r.email IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.email_hash = r.email_hash)
+"""
+
+
+def claim(conn: Connection, *, worker: str, limit: int, lease_seconds: int, now: datetime,
+          edition_id: int | None = None) -> list[Claimed]:
+    """Claim a batch; commits (the claim must be visible before any message goes out)."""
+    claim_id = f"{worker}/{uuid.uuid4().hex[:12]}"
+    lock = "FOR UPDATE OF d SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
+    edition_filter = "AND d.edition_id = :edition_id" if edition_id is not None else ""
+    statement = _sql(_CLAIM.format(lock=lock, edition_filter=edition_filter)).columns(
+        created_at=UTCDateTime())
+    params = {"claim_id": claim_id, "until": now + timedelta(seconds=lease_seconds),
+              "now": now, "n": limit}
+    if edition_id is not None:
+        params["edition_id"] = edition_id
+    rows = conn.execute(statement, params).all()
+    if not rows:
+        conn.commit()
+        return []
+    ids = [row.id for row in rows]
+    eligible = set(conn.execute(
+        text(_ELIGIBLE).bindparams(bindparam("ids", expanding=True)), {"ids": ids}).scalars())
+    conn.commit()
+    return [
+        Claimed(id=row.id, edition_id=row.edition_id, reader_id=row.reader_id,
+                variant_id=row.variant_id, email=row.email, attempts=row.attempts,
+                created_at=row.created_at, claim_id=claim_id, eligible=row.id in eligible)
+        for row in sorted(rows, key=lambda r: r.id)
+    ]
+
+
+@dataclass
+class Outcome:
+    """What happened to one claimed delivery; written by the outcome writer."""
+
+    delivery_id: int
+    status: str                 # sent, deferred, bounced, failed, cancelled, released
+    code: int | None = None
+    reply: str = ""
+    relay: str = ""
+    next_attempt_at: datetime | None = None
+    attempted: bool = True      # False: no SMTP conversation happened (cancelled, released)
+
+
+_SET = {
+    "sent": "status = 'sent', sent_at = :now, relay_reply = :reply, attempts = attempts + 1",
+    "deferred": "status = 'deferred', next_attempt_at = :next, last_error = :reply, "
+                "attempts = attempts + 1",
+    "bounced": "status = 'bounced', last_error = :reply, attempts = attempts + 1",
+    "failed": "status = 'failed', last_error = :reply, attempts = attempts + 1",
+    "cancelled": "status = 'cancelled'",
+    "released": "status = 'queued'",
+}
+
+# -- name: suppress-bounced
+# Contract: the reader of a hard-bounced delivery goes on the suppression list (by keyed hash)
+# and the bounce is recorded; replaying it adds nothing to the list.
+_SUPPRESS = """
+INSERT INTO suppressions (email_hash, reason, created_at)
+SELECT r.email_hash, :reason, :now FROM deliveries d JOIN readers r ON r.id = d.reader_id
+WHERE d.id = :id AND r.email_hash IS NOT NULL
+ON CONFLICT (email_hash) DO NOTHING
+"""
+_BOUNCE_EVENT = """
+INSERT INTO bounce_events (email_hash, delivery_id, kind, source, occurred_at, detail)
+SELECT r.email_hash, d.id, :kind, :source, :now, :detail
+FROM deliveries d JOIN readers r ON r.id = d.reader_id
+WHERE d.id = :id AND r.email_hash IS NOT NULL
+"""
+_ATTEMPT = """
+INSERT INTO delivery_attempts (delivery_id, attempted_at, outcome, code, message, relay, worker)
+VALUES (:id, :now, :status, :code, :reply, :relay, :worker)
+"""
+
+
+def write_outcomes(conn: Connection, outcomes: list[Outcome], *, worker: str,
+                   now: datetime) -> None:
+    """Record a group of outcomes in one transaction and commit it.
+
+    Only rows still 'claimed' move, so an edition cancelled meanwhile keeps its cancelled
+    rows, and a replayed outcome changes nothing.
+    """
+    by_status: dict[str, list[dict]] = {}
+    attempts = []
+    for outcome in outcomes:
+        params = {"id": outcome.delivery_id, "reply": outcome.reply[:500], "now": now,
+                  "next": outcome.next_attempt_at or now, "code": outcome.code,
+                  "relay": outcome.relay[:100], "worker": worker[:80],
+                  "status": outcome.status}
+        by_status.setdefault(outcome.status, []).append(params)
+        if outcome.attempted:
+            attempts.append(params)
+    for status, rows in by_status.items():
+        statement = _sql(
+            f"UPDATE deliveries SET {_SET[status]}, lease_owner = NULL, lease_until = NULL "  # noqa: S608 - fixed fragments
+            "WHERE id = :id AND status = 'claimed'")
+        conn.execute(statement, rows)
+    for params in by_status.get("bounced", []):
+        conn.execute(_sql(_SUPPRESS), {**params, "reason": "hard_bounce"})
+        conn.execute(_sql(_BOUNCE_EVENT), {**params, "kind": "hard_bounce", "source": "smtp",
+                                           "detail": params["reply"]})
+    if attempts:
+        conn.execute(_sql(_ATTEMPT), attempts)
+    conn.commit()
+
+
+# -- name: finish-editions
+# Contract: an edition that is sending and has no delivery left to try is sent.
+_FINISH = """
+UPDATE editions SET status = 'sent', finished_at = :now
+WHERE status = 'sending' AND NOT EXISTS (
+  SELECT 1 FROM deliveries d WHERE d.edition_id = editions.id
+    AND d.status IN ('queued', 'claimed', 'deferred'))
+"""
+
+
+def finish_editions(conn: Connection, now: datetime) -> int:
+    result = conn.execute(_sql(_FINISH), {"now": now})
+    conn.commit()
+    return result.rowcount or 0
+
+
+def halted_editions(conn: Connection, edition_ids: set[int]) -> dict[int, str]:
+    """Which of these editions are no longer sending (paused, cancelled, ...)."""
+    if not edition_ids:
+        return {}
+    rows = conn.execute(text("SELECT id, status FROM editions WHERE id IN :ids").bindparams(
+        bindparam("ids", expanding=True)), {"ids": sorted(edition_ids)}).all()
+    conn.commit()
+    return {row.id: row.status for row in rows if row.status != "sending"}

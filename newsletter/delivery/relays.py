@@ -1,0 +1,111 @@
+"""Where messages go: one or more relays, each with its connections, rate and hourly cap.
+
+``NEWSLETTER_SMTP_URL`` may list several relays separated by commas; each URL may carry
+the sending options ``weight`` (share of messages, default 1), ``connections`` (parallel
+SMTP connections, default ``NEWSLETTER_SEND_CONNECTIONS``), ``rate`` (messages per second,
+0 = unlimited) and ``hourly`` (cap over any sliding hour, 0 = none). The connection options
+(``starttls``, ``timeout``) are the mail layer's.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+_SENDING_OPTIONS = {"weight", "connections", "rate", "hourly"}
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    name: str
+    config: dict[str, Any]        # what ``make_transport`` needs for this relay
+    weight: float = 1.0
+    connections: int = 4
+    rate: float = 0.0
+    hourly: int = 0
+
+
+def _number(key: str, value: str, low: float, cast=float):
+    try:
+        number = cast(value)
+    except ValueError:
+        raise ValueError(f"SMTP URL option {key} must be a number, got {value!r}") from None
+    if number < low:
+        raise ValueError(f"SMTP URL option {key} must be at least {low}, got {value!r}")
+    return number
+
+
+def parse_relays(config: dict[str, Any]) -> list[RelayConfig]:
+    """The relays the sender uses; the file and console transports are one relay each."""
+    default_connections = int(config.get("SEND_CONNECTIONS", 4))
+    if config["MAIL_TRANSPORT"] != "smtp":
+        return [RelayConfig(name=config["MAIL_TRANSPORT"], config=dict(config), connections=1)]
+    relays = []
+    for index, url in enumerate(u.strip() for u in config["SMTP_URL"].split(",")):
+        if not url:
+            continue
+        parts = urlsplit(url)
+        options = dict(parse_qsl(parts.query, keep_blank_values=True))
+        sending = {k: options.pop(k) for k in list(options) if k in _SENDING_OPTIONS}
+        clean = urlunsplit(parts._replace(query=urlencode(options)))
+        relays.append(RelayConfig(
+            name=f"{parts.hostname}:{parts.port or ''}#{index}",
+            config={**config, "SMTP_URL": clean},
+            weight=_number("weight", sending.get("weight", "1"), 0.0),
+            connections=_number("connections", sending.get("connections",
+                                                           str(default_connections)), 1, int),
+            rate=_number("rate", sending.get("rate", "0"), 0.0),
+            hourly=_number("hourly", sending.get("hourly", "0"), 0, int),
+        ))
+    if not relays:
+        raise ValueError("NEWSLETTER_SMTP_URL names no relay")
+    if not any(relay.weight > 0 for relay in relays):
+        raise ValueError("at least one relay needs a weight above 0")
+    return relays
+
+
+class Throttle:
+    """Messages per second (evenly spaced) and a cap over any sliding hour, for one relay.
+
+    Shared by the relay's connection threads; ``wait`` blocks until a message may go.
+    """
+
+    def __init__(self, rate: float, hourly: int, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.hourly = hourly
+        self._clock = clock
+        self._sleep = sleep
+        self._next = 0.0
+        self._window: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def wait(self, stop: threading.Event | None = None) -> bool:
+        """Block until a message may be sent; False if ``stop`` was set meanwhile."""
+        if not self.interval and not self.hourly:
+            return True
+        while True:
+            with self._lock:
+                now = self._clock()
+                delay = 0.0
+                if self.hourly:
+                    while self._window and now - self._window[0] >= 3600:
+                        self._window.popleft()
+                    if len(self._window) >= self.hourly:
+                        delay = 3600 - (now - self._window[0])
+                if not delay and self.interval and now < self._next:
+                    delay = self._next - now
+                if not delay:
+                    self._next = max(now, self._next) + self.interval
+                    if self.hourly:
+                        self._window.append(now)
+                    return True
+            if stop is not None and stop.wait(min(delay, 1.0)):
+                return False
+            if stop is None:
+                self._sleep(min(delay, 1.0))

@@ -1,0 +1,81 @@
+"""Editions (what is sent), their variants (one rendering per group of alike readers) and
+their link tables (click tracking targets, never taken from a URL)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from newsletter.db import Base, UTCDateTime, utcnow
+
+
+class EditionKind(StrEnum):
+    DIGEST = "digest"
+    SPECIAL = "special"
+
+
+class EditionStatus(StrEnum):
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SENT = "sent"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class Edition(Base):
+    __tablename__ = "editions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10), default=EditionKind.SPECIAL.value)
+    subject: Mapped[str] = mapped_column(String(300))
+    preheader: Mapped[str] = mapped_column(String(300), default="")
+    status: Mapped[str] = mapped_column(String(12), default=EditionStatus.DRAFT.value)
+    # Content by section: [{"title": str, "topic": slug|None, "synthesis_ids": [..]}] and/or
+    # {"body_html": ...} for special editions.
+    content: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Audience: {"topics": [slugs] (empty = everyone), "tier": "all"|"paid"}
+    audience: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    tracking: Mapped[bool] = mapped_column(Boolean, default=True)
+    send_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+    __table_args__ = (Index("ix_editions_status_send_at", "status", "send_at"),)
+
+
+class EditionVariant(Base):
+    """One rendering of an edition: HTML and text with personal placeholders, compiled once."""
+
+    __tablename__ = "edition_variants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    edition_id: Mapped[int] = mapped_column(ForeignKey("editions.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(100))
+    format: Mapped[str] = mapped_column(String(10))
+    subject: Mapped[str] = mapped_column(String(300))
+    # PersonalTemplate as JSON: {"literals": [...], "fields": [...]}
+    html: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    text: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("edition_id", "key"),)
+
+
+class EditionLink(Base):
+    """The n-th tracked link of an edition; /c/<token>/<n> redirects only to these."""
+
+    __tablename__ = "edition_links"
+
+    edition_id: Mapped[int] = mapped_column(ForeignKey("editions.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,225 @@
+"""Edition use cases: create, render variants, start (fan out), pause, resume, cancel.
+
+State machine: draft → scheduled → sending → sent, plus paused (from sending, back by
+resume), cancelled (from any unfinished state) and failed (rendering or fan-out failed).
+Every transition is one compare-and-set UPDATE, so two workers or an operator and a worker
+never both win it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from newsletter.content.models import Synthesis, Topic
+from newsletter.db import db, utcnow
+from newsletter.delivery.fanout import fan_out
+from newsletter.delivery.models import OPEN_STATUSES, Delivery, DeliveryStatus
+from newsletter.editions.models import (
+    Edition,
+    EditionKind,
+    EditionLink,
+    EditionStatus,
+    EditionVariant,
+)
+from newsletter.editions.render import (
+    edition_context,
+    synthesis_dict,
+    template_to_json,
+    track_links,
+)
+from newsletter.validation import FieldError, InvalidInput
+
+log = logging.getLogger(__name__)
+HTML, TEXT = "html", "text"
+
+
+class EditionStateError(Exception):
+    """The edition is not in a state that allows this (the message says which)."""
+
+
+def _transition(edition_id: int, allowed: tuple[str, ...], new: str, **values: Any) -> bool:
+    result = db.session.execute(
+        update(Edition).where(Edition.id == edition_id, Edition.status.in_(allowed))
+        .values(status=new, **values)
+    )
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def create_edition(*, subject: str, sections: list[dict[str, Any]] | None = None,
+                   body_html: str = "", body_text: str = "", preheader: str = "",
+                   topics: list[str] | None = None, tier: str = "all",
+                   send_at: datetime | None = None, tracking: bool = True,
+                   kind: str = EditionKind.SPECIAL.value,
+                   idempotency_key: str | None = None) -> Edition:
+    """Create a draft (or scheduled, with ``send_at``) edition; raises ``InvalidInput``.
+
+    ``sections``: [{"title": str, "synthesis_ids": [int]}]. ``topics``: audience topic slugs
+    (empty: everyone). ``tier``: "all" or "paid".
+    """
+    errors: list[FieldError] = []
+    subject = (subject or "").strip()
+    if not subject:
+        errors.append(FieldError("subject", "is required"))
+    elif len(subject) > 300 or any(ch in subject for ch in "\r\n\0"):
+        errors.append(FieldError("subject", "must be one line of at most 300 characters"))
+    if len(preheader) > 300 or any(ch in preheader for ch in "\r\n\0"):
+        errors.append(FieldError("preheader", "must be one line of at most 300 characters"))
+    if tier not in {"all", "paid"}:
+        errors.append(FieldError("tier", "must be all or paid"))
+    known = {t.slug for t in db.session.scalars(select(Topic))}
+    for slug in topics or []:
+        if slug not in known:
+            errors.append(FieldError("topics", f"unknown topic {slug[:80]!r}"))
+    sections = sections or []
+    wanted = {i for section in sections for i in section.get("synthesis_ids", [])}
+    if wanted:
+        found = set(db.session.scalars(select(Synthesis.id).where(Synthesis.id.in_(wanted))))
+        for missing in sorted(wanted - found):
+            errors.append(FieldError("sections", f"no synthesis with id {missing}"))
+    if not sections and not body_html and not body_text:
+        errors.append(FieldError("content", "an edition needs a body or syntheses"))
+    if send_at is not None and send_at.tzinfo is None:
+        errors.append(FieldError("send_at", "needs a timezone"))
+    if errors:
+        raise InvalidInput(errors)
+    edition = Edition(
+        kind=kind, subject=subject, preheader=preheader,
+        content={"sections": sections, "body_html": body_html, "body_text": body_text},
+        audience={"topics": list(topics or []), "tier": tier},
+        tracking=tracking, send_at=send_at, idempotency_key=idempotency_key,
+        status=EditionStatus.SCHEDULED.value if send_at else EditionStatus.DRAFT.value,
+    )
+    db.session.add(edition)
+    db.session.commit()
+    return edition
+
+
+def _sections_for(edition: Edition, base_url: str) -> list[dict[str, Any]]:
+    sections = []
+    for section in edition.content.get("sections", []):
+        ids = section.get("synthesis_ids", [])
+        by_id = {s.id: s for s in db.session.scalars(select(Synthesis).where(
+            Synthesis.id.in_(ids)))}
+        sections.append({"title": section.get("title", ""),
+                         "syntheses": [synthesis_dict(by_id[i], base_url) for i in ids
+                                       if i in by_id]})
+    return sections
+
+
+def render_variants(edition: Edition, mail) -> dict[str, EditionVariant]:
+    """Compile the edition once per format and store the variants and the link table.
+
+    Idempotent: variants that exist are returned as they are, so a restart renders nothing
+    twice and every worker sends the same bytes.
+    """
+    existing = {v.key: v for v in db.session.scalars(
+        select(EditionVariant).where(EditionVariant.edition_id == edition.id))}
+    if HTML in existing and TEXT in existing:
+        return existing
+    config = mail.config
+    topic_names = [t.name for t in db.session.scalars(
+        select(Topic).where(Topic.slug.in_(edition.audience.get("topics", []))))]
+    rendered = mail.renderer.render("edition", edition_context(
+        config=config, subject=edition.subject, preheader=edition.preheader,
+        sections=_sections_for(edition, config["BASE_URL"]),
+        body_html=edition.content.get("body_html", ""),
+        body_text=edition.content.get("body_text", ""),
+        subscribed_to=", ".join(topic_names),
+    ))
+    html = rendered.html
+    if edition.tracking and config.get("TRACKING", True):
+        links: dict[str, int] = {}
+        html = track_links(html, config["BASE_URL"], links)
+        db.session.add_all(EditionLink(edition_id=edition.id, n=n, url=url)
+                           for url, n in links.items())
+    variants = {
+        HTML: EditionVariant(edition_id=edition.id, key=HTML, format=HTML,
+                             subject=edition.subject, html=template_to_json(html),
+                             text=template_to_json(rendered.text)),
+        TEXT: EditionVariant(edition_id=edition.id, key=TEXT, format=TEXT,
+                             subject=edition.subject, html=None,
+                             text=template_to_json(rendered.text)),
+    }
+    db.session.add_all(variants.values())
+    db.session.commit()
+    return variants
+
+
+def start_sending(edition_id: int, mail, now: datetime | None = None,
+                  today: date | None = None) -> int:
+    """Render, fan out and mark the edition ``sending``; return the deliveries queued.
+
+    Only a draft or scheduled edition starts (compare-and-set through an intermediate
+    claim), so two workers reaching a scheduled edition together fan it out once; and
+    fan-out is idempotent anyway.
+    """
+    now = now or utcnow()
+    edition = db.session.get(Edition, edition_id)
+    if edition is None:
+        raise EditionStateError(f"no edition {edition_id}")
+    if edition.status not in (EditionStatus.DRAFT.value, EditionStatus.SCHEDULED.value):
+        raise EditionStateError(f"edition {edition_id} is {edition.status}; only a draft or "
+                                "scheduled edition can start")
+    try:
+        variants = render_variants(edition, mail)
+        topic_ids = list(db.session.scalars(select(Topic.id).where(
+            Topic.slug.in_(edition.audience.get("topics", [])))))
+        count = fan_out(edition.id, html_variant=variants[HTML].id,
+                        text_variant=variants[TEXT].id, topic_ids=topic_ids,
+                        paid_only=edition.audience.get("tier") == "paid", now=now,
+                        today=today or now.date())
+        db.session.commit()
+    except Exception as exc:
+        db.session.rollback()
+        _transition(edition_id, (EditionStatus.DRAFT.value, EditionStatus.SCHEDULED.value),
+                    EditionStatus.FAILED.value, error=str(exc)[:500])
+        log.exception("edition %s failed to start", edition_id)
+        raise
+    _transition(edition_id, (EditionStatus.DRAFT.value, EditionStatus.SCHEDULED.value),
+                EditionStatus.SENDING.value, started_at=now)
+    return count
+
+
+def pause(edition_id: int) -> None:
+    if not _transition(edition_id, (EditionStatus.SENDING.value,), EditionStatus.PAUSED.value):
+        raise EditionStateError(f"edition {edition_id} is not sending")
+
+
+def resume(edition_id: int) -> None:
+    """Back to sending; deliveries already sent are never touched, so nobody gets it twice."""
+    if not _transition(edition_id, (EditionStatus.PAUSED.value,), EditionStatus.SENDING.value):
+        raise EditionStateError(f"edition {edition_id} is not paused")
+
+
+def cancel(edition_id: int, now: datetime | None = None) -> int:
+    """Stop the edition; every delivery not yet sent is cancelled. Returns how many."""
+    if not _transition(edition_id, (EditionStatus.DRAFT.value, EditionStatus.SCHEDULED.value,
+                                    EditionStatus.SENDING.value, EditionStatus.PAUSED.value),
+                       EditionStatus.CANCELLED.value, finished_at=now or utcnow()):
+        raise EditionStateError(f"edition {edition_id} cannot be cancelled now")
+    # Claimed rows are included: a worker's outcome write only moves claimed rows, so a
+    # message in flight at this moment is recorded as sent if the relay took it.
+    result = db.session.execute(
+        update(Delivery).where(Delivery.edition_id == edition_id,
+                               Delivery.status.in_((DeliveryStatus.QUEUED.value,
+                                                    DeliveryStatus.DEFERRED.value)))
+        .values(status=DeliveryStatus.CANCELLED.value))
+    db.session.commit()
+    return result.rowcount or 0
+
+
+def counts(edition_id: int) -> dict[str, int]:
+    from sqlalchemy import func
+
+    rows = db.session.execute(
+        select(Delivery.status, func.count()).where(Delivery.edition_id == edition_id)
+        .group_by(Delivery.status))
+    result = {status.value: 0 for status in DeliveryStatus}
+    result.update({status: n for status, n in rows})
+    result["open"] = sum(result[s] for s in OPEN_STATUSES)
+    return result

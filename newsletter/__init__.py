@@ -32,6 +32,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from newsletter.extensions import (
         MIGRATIONS_DIR,
         csrf,
+        init_delivery,
         init_mail,
         init_readers,
         limiter,
@@ -47,6 +48,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     init_mail(app)
     init_readers(app)
+    init_delivery(app)
 
     from newsletter.web import register_web
 

@@ -323,5 +323,55 @@ def worker_command(poll: float) -> None:
     run_worker(current_app._get_current_object(), stop, poll_seconds=poll)
 
 
+@commands.group("bounces")
+def bounces_group() -> None:
+    """Read bounce (DSN) and complaint (ARF) reports."""
+
+
+@bounces_group.command("process")
+@click.argument("source", default="-")
+@with_appcontext
+def bounces_process(source: str) -> None:
+    """Read DSN/ARF messages from SOURCE: a maildir, an mbox, an .eml file, or '-' for one
+    message on standard input (an MTA pipe). Unreadable messages are reported and skipped;
+    the exit code is 0 so an MTA never bounces a bounce."""
+    from datetime import timedelta
+
+    from flask import current_app
+
+    from newsletter.delivery import bounce_reports as br
+    from newsletter.delivery.events import BouncePolicy, Event, handle
+    from newsletter.delivery.service import delivery_tokens
+    from newsletter.extensions import reader_services
+
+    config = current_app.config
+    policy = BouncePolicy(config["SOFT_BOUNCE_LIMIT"],
+                          timedelta(days=config["SOFT_BOUNCE_WINDOW_DAYS"]))
+    tokens = delivery_tokens(config)
+    tally: dict[str, int] = {}
+    try:
+        messages = list(br.read_source(source, stdin=sys.stdin.buffer))
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for label, raw in messages:
+        try:
+            reports = br.parse_report(raw)
+        except br.MalformedReport as exc:
+            click.echo(f"{label}: skipped: {exc}", err=True)
+            tally["skipped"] = tally.get("skipped", 0) + 1
+            continue
+        for report in reports:
+            source_name = "arf" if report.kind == "complaint" else "dsn"
+            outcome = handle(Event(source=source_name,
+                                   event_id=f"{report.report_id}:{report.recipient or ''}",
+                                   kind=report.kind, token=report.token,
+                                   recipient=report.recipient,
+                                   detail=report.diagnostic or report.status or ""),
+                             tokens=tokens, services=reader_services(), policy=policy)
+            tally[outcome] = tally.get(outcome, 0) + 1
+    summary = ", ".join(f"{n} {kind}" for kind, n in sorted(tally.items())) or "nothing"
+    click.echo(f"{len(messages)} message(s): {summary}")
+
+
 if __name__ == "__main__":  # python -m newsletter.cli
     main()

@@ -53,6 +53,12 @@ def init_mail(app: Flask) -> None:
     )
 
 
+def init_delivery(app: Flask) -> None:
+    from newsletter.delivery.sns_fetch import HttpsFetcher
+
+    app.extensions["newsletter.sns_fetcher"] = HttpsFetcher()
+
+
 def mail_setup() -> MailSetup:
     return current_app.extensions["newsletter.mail"]
 

@@ -16,17 +16,22 @@ def _wants_json() -> bool:
 def register_web(app: Flask) -> None:
     from newsletter.web.api import subscribers  # noqa: F401 - routes on the api blueprint
     from newsletter.web.api.views import bp as api_bp
+    from newsletter.web.hooks.views import bp as hooks_bp
     from newsletter.web.public.feeds import bp as feeds_bp
     from newsletter.web.public.readers import bp as readers_bp
+    from newsletter.web.public.tracking import bp as tracking_bp
     from newsletter.web.public.views import bp as public_bp
 
     app.register_blueprint(public_bp)
     app.register_blueprint(readers_bp)
+    app.register_blueprint(tracking_bp)
+    app.register_blueprint(hooks_bp)
     app.register_blueprint(feeds_bp)
     app.register_blueprint(api_bp)
     from newsletter.extensions import csrf
 
     csrf.exempt(api_bp)
+    csrf.exempt(hooks_bp)
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
     app.config.setdefault("SESSION_COOKIE_SECURE", app.config["BASE_URL"].startswith("https:"))
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # the session bounds the token

@@ -21,6 +21,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed-run
 
 run: export NEWSLETTER_DEBUG ?= 1
+run: export NEWSLETTER_SEND_IN_WEB ?= 1
 run: $(VENV)/.installed-run
 	$(BIN)/newsletter db upgrade
 	$(BIN)/newsletter seed-demo --if-empty

@@ -46,10 +46,24 @@ def serve(host: str, port: int) -> None:
     from werkzeug.serving import run_simple
 
     app = current_app._get_current_object()
+    stop = None
+    if app.config["SEND_IN_WEB"]:
+        import threading
+
+        from newsletter.delivery.service import run_worker
+
+        stop = threading.Event()
+        threading.Thread(target=run_worker, args=(app, stop), name="sender",
+                         daemon=True).start()
     click.echo(f"Serving {app.config['PUBLICATION_NAME']} on http://{host}:{port}/ "
-               f"(mail transport: {app.config['MAIL_TRANSPORT']})")
-    run_simple(host, port, app, threaded=True, use_reloader=False,
-               use_debugger=bool(app.config.get("DEBUG")))
+               f"(mail transport: {app.config['MAIL_TRANSPORT']}, sender "
+               f"{'in this process' if stop else 'off: run newsletter worker'})")
+    try:
+        run_simple(host, port, app, threaded=True, use_reloader=False,
+                   use_debugger=bool(app.config.get("DEBUG")))
+    finally:
+        if stop is not None:
+            stop.set()
 
 
 @commands.command("seed-demo")
@@ -189,9 +203,27 @@ def edition_group() -> None:
 @click.option("--topics", default="", help="Comma-separated audience topic slugs (default all).")
 @click.option("--tier", type=click.Choice(["all", "paid"]), default="all")
 @click.option("--no-tracking", is_flag=True)
+@click.option("--send-at", default=None,
+              help="ISO 8601 time with offset, or 'now': schedule it (workers start it).")
 @with_appcontext
-def edition_create(subject, preheader, slugs, topics, tier, no_tracking) -> None:
-    """Create a draft special edition from published syntheses; prints its id."""
+def edition_create(subject, preheader, slugs, topics, tier, no_tracking, send_at) -> None:
+    """Create a special edition from published syntheses (a draft unless --send-at); prints
+    its id."""
+    from datetime import datetime
+
+    from newsletter.db import utcnow
+
+    when = None
+    if send_at:
+        try:
+            when = utcnow() if send_at == "now" else datetime.fromisoformat(
+                send_at.replace("Z", "+00:00"))
+        except ValueError:
+            raise click.BadParameter("use ISO 8601 with an offset, or 'now'",
+                                     param_hint="--send-at") from None
+        if when.tzinfo is None:
+            raise click.BadParameter("needs a timezone offset, e.g. 2026-12-01T07:00:00Z",
+                                     param_hint="--send-at")
     from newsletter.content import service as content
     from newsletter.editions import service as editions
     from newsletter.validation import InvalidInput
@@ -207,7 +239,7 @@ def edition_create(subject, preheader, slugs, topics, tier, no_tracking) -> None
             subject=subject, preheader=preheader,
             sections=[{"title": subject, "synthesis_ids": ids}] if ids else [],
             topics=[t.strip() for t in topics.split(",") if t.strip()], tier=tier,
-            tracking=not no_tracking)
+            tracking=not no_tracking, send_at=when)
     except InvalidInput as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(edition.id)

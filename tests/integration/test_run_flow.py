@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -30,7 +31,8 @@ def _newsletter(*args: str, env: dict) -> subprocess.CompletedProcess:
                     reason="make run uses the embedded SQLite database; covered by the SQLite lane")
 def test_upgrade_seed_and_serve_like_make_run(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env.update(NEWSLETTER_DEBUG="1", NEWSLETTER_INSTANCE_DIR=str(tmp_path / "instance"))
+    env.update(NEWSLETTER_DEBUG="1", NEWSLETTER_INSTANCE_DIR=str(tmp_path / "instance"),
+               NEWSLETTER_SEND_IN_WEB="1")
     for args in (("db", "upgrade"), ("seed-demo", "--if-empty")):
         result = _newsletter(*args, env=env)
         assert result.returncode == 0, result.stderr
@@ -56,6 +58,28 @@ def test_upgrade_seed_and_serve_like_make_run(tmp_path):
         assert "Subscribe" in home
         assert home.count('class="card"') >= 15
         assert "AI policy and safety" in home
+
+        # The sender runs in the same process: a scheduled edition reaches the outbox.
+        token = _newsletter("api-token", "create", "run-test", env=env).stdout.strip()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/subscribers", method="POST",
+            data=json.dumps({"email": "reader@example.com", "topics": ["ai-policy-and-safety"],
+                             "consent": {"obtained_at": "2026-11-01T00:00:00Z",
+                                         "wording_version": "test"}}).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 201
+        slug = home.split('href="/syntheses/', 1)[1].split('"', 1)[0]
+        created = _newsletter("edition", "create", "--subject", "Run test edition",
+                              "--synthesis", slug, "--send-at", "now", env=env)
+        assert created.returncode == 0, created.stderr
+        outbox = tmp_path / "instance" / "outbox"
+        deadline = time.monotonic() + 30
+        while not list(outbox.glob("*.eml")) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        messages = list(outbox.glob("*.eml"))
+        assert len(messages) == 1, "the in-process sender sent the edition"
+        assert b"Subject: Run test edition" in messages[0].read_bytes()
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -379,8 +379,7 @@ def export_reader(reader: Reader) -> dict[str, Any]:
              "detail": e.detail}
             for e in events
         ],
-        # Filled from delivery records once the delivery engine keeps them (issue 4).
-        "emails_sent": [],
+        "emails_sent": [],  # filled by the caller from delivery records
     }
 
 

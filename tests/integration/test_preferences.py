@@ -260,3 +260,14 @@ def test_request_link_with_a_bad_address(client, reader, app, address):
         "csrf_token": csrf_from(client, "/preferences/link"), "email": address})
     assert response.status_code == 400
     assert outbox_messages(Path(app.config["OUTBOX_DIR"])) == []
+
+
+def test_download_my_data_lists_what_was_sent(signed_in, reader, app):
+    from tests.support.editions import send, special_edition
+
+    edition = special_edition(subject="Sent to Ada")
+    send(app, edition.id)
+    data = json.loads(signed_in.get("/preferences/export").data)
+    [sent] = data["emails_sent"]
+    assert (sent["edition"], sent["status"]) == ("Sent to Ada", "sent")
+    assert sent["sent_at"]

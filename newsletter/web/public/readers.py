@@ -234,7 +234,11 @@ def export():
     reader = _current_reader()
     if reader is None:
         abort(401, "Follow the link in one of our emails to download your data.")
-    body = json.dumps(service.export_reader(reader), indent=2, ensure_ascii=False)
+    from newsletter.delivery.history import sent_to_reader
+
+    data = service.export_reader(reader)
+    data["emails_sent"] = sent_to_reader(reader.id)
+    body = json.dumps(data, indent=2, ensure_ascii=False)
     return Response(body, mimetype="application/json", headers={
         "Content-Disposition": 'attachment; filename="my-newsletter-data.json"',
         "Cache-Control": "no-store",

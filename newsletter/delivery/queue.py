@@ -110,6 +110,7 @@ class Outcome:
     relay: str = ""
     next_attempt_at: datetime | None = None
     attempted: bool = True      # False: no SMTP conversation happened (cancelled, released)
+    claim_id: str = ""          # the claim the worker held; only its owner may move the row
 
 
 _SET = {
@@ -119,7 +120,7 @@ _SET = {
     "bounced": "status = 'bounced', last_error = :reply, attempts = attempts + 1",
     "failed": "status = 'failed', last_error = :reply, attempts = attempts + 1",
     "cancelled": "status = 'cancelled'",
-    "released": "status = 'queued'",
+    "released": "status = 'queued', next_attempt_at = :next",
 }
 
 # -- name: suppress-bounced
@@ -144,15 +145,33 @@ VALUES (:id, :now, :status, :code, :reply, :relay, :worker)
 
 
 def write_outcomes(conn: Connection, outcomes: list[Outcome], *, worker: str,
-                   now: datetime) -> None:
-    """Record a group of outcomes in one transaction and commit it.
+                   now: datetime) -> list[Outcome]:
+    """Record a group of outcomes in one transaction, commit it, return those applied.
 
-    Only rows still 'claimed' move, so an edition cancelled meanwhile keeps its cancelled
-    rows, and a replayed outcome changes nothing.
+    A row moves only while this worker's claim still holds it (``lease_owner``), so a worker
+    whose lease expired cannot undo another worker's claim. ``sent`` is the exception: it is
+    a fact (the relay took the message), recorded whoever holds the row, unless the row is
+    already finished.
     """
+    if not outcomes:
+        return []
+    lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
+    rows = conn.execute(text(
+        f"SELECT id, status, lease_owner FROM deliveries WHERE id IN :ids{lock}"  # noqa: S608
+    ).bindparams(bindparam("ids", expanding=True)),
+        {"ids": sorted({o.delivery_id for o in outcomes})}).all()
+    current = {row.id: (row.status, row.lease_owner) for row in rows}
+    applied: list[Outcome] = []
     by_status: dict[str, list[dict]] = {}
     attempts = []
     for outcome in outcomes:
+        status, owner = current.get(outcome.delivery_id, (None, None))
+        if outcome.status == "sent":
+            if status not in ("claimed", "queued", "deferred"):
+                continue
+        elif status != "claimed" or owner != outcome.claim_id:
+            continue
+        applied.append(outcome)
         params = {"id": outcome.delivery_id, "reply": outcome.reply[:500], "now": now,
                   "next": outcome.next_attempt_at or now, "code": outcome.code,
                   "relay": outcome.relay[:100], "worker": worker[:80],
@@ -160,11 +179,10 @@ def write_outcomes(conn: Connection, outcomes: list[Outcome], *, worker: str,
         by_status.setdefault(outcome.status, []).append(params)
         if outcome.attempted:
             attempts.append(params)
-    for status, rows in by_status.items():
-        statement = _sql(
+    for status, params_list in by_status.items():
+        conn.execute(_sql(
             f"UPDATE deliveries SET {_SET[status]}, lease_owner = NULL, lease_until = NULL "  # noqa: S608 - fixed fragments
-            "WHERE id = :id AND status = 'claimed'")
-        conn.execute(statement, rows)
+            "WHERE id = :id"), params_list)
     for params in by_status.get("bounced", []):
         conn.execute(_sql(_SUPPRESS), {**params, "reason": "hard_bounce"})
         conn.execute(_sql(_BOUNCE_EVENT), {**params, "kind": "hard_bounce", "source": "smtp",
@@ -172,6 +190,27 @@ def write_outcomes(conn: Connection, outcomes: list[Outcome], *, worker: str,
     if attempts:
         conn.execute(_sql(_ATTEMPT), attempts)
     conn.commit()
+    return applied
+
+
+# -- name: renew-leases
+# Contract: a worker still holding claimed deliveries in memory extends their lease, so no
+# other worker (nor itself) claims them again while they wait for a connection.
+_RENEW = """
+UPDATE deliveries SET lease_until = :until
+WHERE status = 'claimed' AND lease_owner IN :claims
+"""
+
+
+def renew_leases(conn: Connection, claim_ids: list[str], *, lease_seconds: int,
+                 now: datetime) -> int:
+    if not claim_ids:
+        return 0
+    result = conn.execute(_sql(_RENEW).bindparams(bindparam("claims", expanding=True)),
+                          {"claims": claim_ids,
+                           "until": now + timedelta(seconds=lease_seconds)})
+    conn.commit()
+    return result.rowcount or 0
 
 
 # -- name: finish-editions

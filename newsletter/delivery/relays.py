@@ -82,11 +82,14 @@ class Throttle:
         self._clock = clock
         self._sleep = sleep
         self._next = 0.0
+        self.delay_hint = 0.0
         self._window: deque[float] = deque()
         self._lock = threading.Lock()
 
-    def wait(self, stop: threading.Event | None = None) -> bool:
-        """Block until a message may be sent; False if ``stop`` was set meanwhile."""
+    def wait(self, stop: threading.Event | None = None, max_wait: float | None = None) -> bool:
+        """Block until a message may be sent; False if ``stop`` was set meanwhile, or if the
+        wait would exceed ``max_wait`` seconds (see ``delay_hint`` for how long)."""
+        self.delay_hint = 0.0
         if not self.interval and not self.hourly:
             return True
         while True:
@@ -105,6 +108,9 @@ class Throttle:
                     if self.hourly:
                         self._window.append(now)
                     return True
+            if max_wait is not None and delay > max_wait:
+                self.delay_hint = delay
+                return False
             if stop is not None and stop.wait(min(delay, 1.0)):
                 return False
             if stop is None:

@@ -102,7 +102,9 @@ class _Writer(threading.Thread):
         self.lock = lock
         self.fatal: Exception | None = None
 
-    def submit(self, outcome: dq.Outcome, wait: bool) -> None:
+    def submit(self, outcome: dq.Outcome, wait: bool, job: dq.Claimed | None = None) -> None:
+        if job is not None:
+            outcome.claim_id = job.claim_id
         event = threading.Event() if wait else None
         self.items.put((outcome, event))
         if event is not None:
@@ -127,8 +129,8 @@ class _Writer(threading.Thread):
         delay = 0.05
         while True:
             try:
-                dq.write_outcomes(conn, [o for o, _ in batch], worker=self.worker,
-                                  now=self.clock())
+                applied = dq.write_outcomes(conn, [o for o, _ in batch], worker=self.worker,
+                                            now=self.clock())
                 break
             except OperationalError:
                 # Busy or reconnecting database: never drop an outcome, wait and retry.
@@ -145,7 +147,7 @@ class _Writer(threading.Thread):
                         event.set()
                 return
         with self.lock:
-            for outcome, _ in batch:
+            for outcome in applied:
                 if hasattr(self.progress, outcome.status):
                     setattr(self.progress, outcome.status,
                             getattr(self.progress, outcome.status) + 1)
@@ -176,7 +178,8 @@ class _Connection(threading.Thread):
                     continue
                 if sender.writer.fatal is not None:
                     return
-                sender.writer.submit(self._deliver(job), wait=True)
+                sender.writer.submit(self._deliver(job), wait=True, job=job)
+                sender.release_hold(job)
         finally:
             if self.transport is not None:
                 self.transport.close()
@@ -187,8 +190,11 @@ class _Connection(threading.Thread):
         if halted is not None or sender.draining.is_set() and sender.stop_now.is_set():
             status = "cancelled" if halted == "cancelled" else "released"
             return dq.Outcome(job.id, status, attempted=False)
-        if not self.throttle.wait(sender.stop_now):
-            return dq.Outcome(job.id, "released", attempted=False)
+        # Never hold a claimed delivery for long (its lease would expire and another worker
+        # could send it too): past a short wait, put it back for when the relay has room.
+        if not self.throttle.wait(sender.stop_now, max_wait=sender.settings.lease_seconds / 4):
+            later = sender.clock() + timedelta(seconds=self.throttle.delay_hint)
+            return dq.Outcome(job.id, "released", attempted=False, next_attempt_at=later)
         try:
             envelope_from, recipient, message = sender.composer.compose(job)
         except Exception as exc:  # noqa: BLE001 - a message we cannot build is a failure
@@ -225,7 +231,19 @@ class Sender:
         self.writer = _Writer(engine, settings.worker_id, clock, self.progress,
                               self._progress_lock)
         self._queues = {relay.name: queue.Queue() for relay in relays}
+        # Claims with deliveries still in memory (waiting or being sent): their leases are
+        # renewed until every one of them has an outcome.
+        self._held: dict[str, int] = {}
+        self._held_lock = threading.Lock()
         self._weights = [relay.weight for relay in relays]
+
+    def release_hold(self, job: dq.Claimed) -> None:
+        with self._held_lock:
+            left = self._held.get(job.claim_id, 0) - 1
+            if left > 0:
+                self._held[job.claim_id] = left
+            else:
+                self._held.pop(job.claim_id, None)
 
     def _in_memory(self) -> int:
         return sum(q.qsize() for q in self._queues.values())
@@ -233,8 +251,11 @@ class Sender:
     def _dispatch(self, jobs: list[dq.Claimed]) -> None:
         for job in jobs:
             if not job.eligible:
-                self.writer.submit(dq.Outcome(job.id, "cancelled", attempted=False), wait=False)
+                self.writer.submit(dq.Outcome(job.id, "cancelled", attempted=False), wait=False,
+                                   job=job)
                 continue
+            with self._held_lock:
+                self._held[job.claim_id] = self._held.get(job.claim_id, 0) + 1
             relay = random.choices(self.relays, weights=self._weights)[0]  # noqa: S311
             self._queues[relay.name].put(job)
 
@@ -253,6 +274,7 @@ class Sender:
                 threads.append(thread)
         in_flight_editions: set[int] = set()
         last_halt_check = 0.0
+        last_renewal = time.monotonic()
         low_water = max(sum(r.connections for r in self.relays) * 2, settings.batch_size // 2)
         try:
             with self.engine.connect() as conn:
@@ -267,6 +289,12 @@ class Sender:
                                            now=self.clock(), edition_id=edition_id)
                         in_flight_editions.update(job.edition_id for job in claimed)
                         self._dispatch(claimed)
+                    if time.monotonic() - last_renewal > settings.lease_seconds / 3:
+                        with self._held_lock:
+                            held = list(self._held)
+                        dq.renew_leases(conn, held, lease_seconds=settings.lease_seconds,
+                                        now=self.clock())
+                        last_renewal = time.monotonic()
                     if time.monotonic() - last_halt_check > settings.halt_check_interval:
                         self.halted = dq.halted_editions(conn, in_flight_editions)
                         last_halt_check = time.monotonic()
@@ -287,8 +315,9 @@ class Sender:
             # Jobs never taken by a connection go back to the queue for the next worker.
             for jobs in self._queues.values():
                 while not jobs.empty():
-                    self.writer.submit(dq.Outcome(jobs.get().id, "released", attempted=False),
-                                       wait=False)
+                    job = jobs.get()
+                    self.writer.submit(dq.Outcome(job.id, "released", attempted=False),
+                                       wait=False, job=job)
             self.writer.stopping.set()
             self.writer.join()
             with self.engine.connect() as conn:

@@ -66,3 +66,12 @@ def test_hourly_cap_waits_for_the_window():
     assert clock.slept == []
     throttle.wait()
     assert clock.now >= 1000.0 + 3600
+
+
+def test_a_long_wait_is_refused_with_a_hint():
+    clock = FakeClock()
+    throttle = Throttle(rate=0, hourly=1, clock=clock, sleep=clock.sleep)
+    assert throttle.wait(max_wait=30)
+    assert not throttle.wait(max_wait=30)
+    assert throttle.delay_hint == pytest.approx(3600)
+    assert clock.slept == [], "it did not sleep"

@@ -11,6 +11,7 @@ from typing import Any
 
 from newsletter.content import service as content
 from newsletter.content.models import Synthesis
+from newsletter.editions.render import synthesis_dict
 from newsletter.extensions import MailSetup
 from newsletter.mail import SendResult, TransportError, build_message
 from newsletter.subscribers import service as readers
@@ -29,20 +30,7 @@ def synthesis_context(synthesis: Synthesis, *, base_url: str,
         "base_url": base,
         "postal_address": config["POSTAL_ADDRESS"],
         "subject": synthesis.title,
-        "synthesis": {
-            "title": synthesis.title,
-            "summary": synthesis.summary,
-            "context": synthesis.context,
-            "analysis": synthesis.analysis,
-            "watch": synthesis.watch,
-            "mentions": list(synthesis.mentions or []),
-            "byline": synthesis.byline,
-            "source_name": synthesis.source_name,
-            "source_url": synthesis.source_url,
-            "url": f"{base}/syntheses/{synthesis.slug}",
-            "topic_names": synthesis.topic_names,
-            "published_at": synthesis.published_at,
-        },
+        "synthesis": synthesis_dict(synthesis, base),
     }
 
 

@@ -203,8 +203,9 @@ class _Connection(threading.Thread):
         if self.transport is None:
             self.transport = sender.transport_factory(self.relay.config)
         try:
+            # Composed messages never have a line starting with "." (MessageTemplate's contract).
             result: SendResult | TransportError = self.transport.send(
-                envelope_from, [recipient], message)
+                envelope_from, [recipient], message, dot_safe=True)
         except TransportError as exc:
             result = exc
             if exc.code is None:  # the connection is gone; open a new one next time

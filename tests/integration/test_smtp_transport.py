@@ -225,3 +225,20 @@ def test_parse_smtp_url_rejects_bad_input(url, problem):
 def test_settings_repr_hides_the_password():
     settings = parse_smtp_url("smtp://user:hunter2@relay.example")
     assert "hunter2" not in repr(settings)
+
+
+def test_dot_safe_send_arrives_identical(smtp_server):
+    """Skipping dot-stuffing is only for messages without a line starting with "."."""
+    from newsletter.mail import SMTPTransport, parse_smtp_url
+
+    transport = SMTPTransport(parse_smtp_url(smtp_server.url))
+    body = b"Subject: dots\r\nTo: a@example.com\r\n\r\nline one\r\n=2E starts with an escape\r\n"
+    try:
+        result = transport.send("s@example.com", ["a@example.com"], body, dot_safe=True)
+        unterminated = transport.send("s@example.com", ["a@example.com"], body.rstrip(b"\r\n"),
+                                      dot_safe=True)
+    finally:
+        transport.close()
+    assert result.code == 250 and unterminated.code == 250
+    assert [m.raw.replace(b"\r\n", b"\n").rstrip(b"\n") for m in smtp_server.messages] == [
+        body.replace(b"\r\n", b"\n").rstrip(b"\n")] * 2

@@ -170,8 +170,31 @@ def _unsubscribe_headers(url: str | None, mailto: str | None) -> list[tuple[str,
     return headers
 
 
+# Structured headers whose value must reach the reader's client exactly as written: never
+# RFC 2047-encoded, folded only at white space (a URL is never broken).
+_VERBATIM = frozenset({"list-unsubscribe", "list-unsubscribe-post", "list-id", "message-id"})
+
+
 def _fold(name: str, value: str) -> bytes:
+    if name.lower() in _VERBATIM and value.isascii():
+        return _fold_at_spaces(name, value)
     return _POLICY.header_factory(name, value).fold(policy=_POLICY).encode("ascii")
+
+
+def _fold_at_spaces(name: str, value: str) -> bytes:
+    """``Name: value`` folded before spaces so lines stay ≤ 78 where they can (≤ 998 always)."""
+    lines: list[str] = []
+    line = f"{name}:"
+    for word in value.split(" "):
+        if line.endswith(":") or len(line) + 1 + len(word) <= 78:
+            line = f"{line} {word}"
+        else:
+            lines.append(line)
+            line = f" {word}"
+    lines.append(line)
+    if any(len(item) > 998 for item in lines):
+        raise HeaderValueError(name, "has a part longer than 998 characters")
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
 
 def _quoted_printable(content: str) -> bytes:

@@ -191,3 +191,19 @@ def test_to_must_be_one_address(to):
 def test_naive_date_is_refused():
     with pytest.raises(ValueError, match="timezone"):
         build(date=datetime(2025, 11, 27, 9, 30))  # noqa: DTZ001 - the point of the test
+
+
+def test_a_long_list_unsubscribe_url_is_never_encoded_or_broken():
+    import email
+    import email.policy
+
+    from newsletter.mail import build_message
+
+    url = "https://news.example/u/" + "x" * 120
+    raw = build_message(from_addr="A <a@b.example>", to="r@example.com", subject="s",
+                        text="t", message_id_domain="b.example", list_unsubscribe_url=url,
+                        list_unsubscribe_mailto="unsub@b.example")
+    assert b"=?" not in raw.split(b"\r\n\r\n", 1)[0]
+    assert f"<{url}>".encode() in raw
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["List-Unsubscribe"].strip() == f"<{url}>, <mailto:unsub@b.example>"

@@ -49,3 +49,4 @@ clean:
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/mail_path.py
+	$(BIN)/python bench/delivery.py

@@ -6,6 +6,7 @@ so; workers call them from their own threads with their own connections.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,8 +36,9 @@ def _dt(name: str):
 _TIMES = ("now", "until", "next")
 
 
+@functools.lru_cache(maxsize=64)
 def _sql(statement: str):
-    """``text()`` with the time parameters it uses typed as UTC datetimes."""
+    """``text()`` with the time parameters it uses typed as UTC datetimes (built once)."""
     return text(statement).bindparams(*(_dt(name) for name in _TIMES
                                         if f":{name}" in statement))
 

@@ -35,6 +35,7 @@ from newsletter.delivery.relays import RelayConfig, Throttle
 from newsletter.mail import SendResult, TransportError, make_transport
 
 log = logging.getLogger(__name__)
+GATHER_SECONDS = 0.003
 
 
 class Composer(Protocol):
@@ -101,6 +102,7 @@ class _Writer(threading.Thread):
         self.progress = progress
         self.lock = lock
         self.fatal: Exception | None = None
+        self.connections = 1  # set by the sender: at most this many wait for a commit
 
     def submit(self, outcome: dq.Outcome, wait: bool, job: dq.Claimed | None = None) -> None:
         if job is not None:
@@ -118,9 +120,16 @@ class _Writer(threading.Thread):
                 except queue.Empty:
                     continue
                 batch = [first]
+                # Group commit: give the other connections a moment to finish their messages
+                # too, so one transaction records many outcomes. Each connection waits for its
+                # SMTP reply far longer than this, so throughput does not suffer.
+                deadline = time.monotonic() + GATHER_SECONDS
                 while len(batch) < 500:
+                    if len(batch) >= self.connections and self.items.empty():
+                        break
                     try:
-                        batch.append(self.items.get_nowait())
+                        batch.append(self.items.get(
+                            timeout=max(0.0, deadline - time.monotonic())))
                     except queue.Empty:
                         break
                 self._write(conn, batch)
@@ -265,6 +274,7 @@ class Sender:
         """Send until ``stop`` is set — or, with ``edition_id``, until that edition has
         nothing left to send now (deferred retries due later are left to the worker)."""
         settings = self.settings
+        self.writer.connections = sum(relay.connections for relay in self.relays)
         self.writer.start()
         threads = []
         for relay in self.relays:

@@ -328,9 +328,15 @@ class MessageTemplate:
         header value with CR, LF, NUL or non-ASCII characters.
         """
         parts = list(self._slices)
+        # A value often fills many holes (the tracking token in every link): encode it once
+        # per encoder.
+        encoded: dict[tuple[str, Encoder], bytes] = {}
         try:
             for index, key, encode in self._holes:
-                parts[index] = encode(values[key])
+                done = encoded.get((key, encode))
+                if done is None:
+                    done = encoded[(key, encode)] = encode(values[key])
+                parts[index] = done
         except KeyError:
             missing = sorted(self.fields.difference(values))
             if missing:

@@ -201,11 +201,13 @@ class SMTPTransport:
         conn = self._conn or self._connect()
         content_sent = False
         try:
-            code, reply = conn.mail(envelope_from)
+            # putcmd, not mail()/rcpt(): those re-parse each address with email.utils, which
+            # costs more than the rest of the command; ours are validated already.
+            code, reply = self._command(conn, "mail", f"FROM:<{envelope_from}>")
             if code != 250:
                 self._refused(conn, "MAIL FROM", code, reply)
             for recipient in recipients:
-                code, reply = conn.rcpt(recipient)
+                code, reply = self._command(conn, "rcpt", f"TO:<{recipient}>")
                 if code not in (250, 251):
                     self._refused(conn, f"RCPT TO {recipient}", code, reply)
             content_sent = True
@@ -227,6 +229,13 @@ class SMTPTransport:
         except OSError as exc:
             self._discard()
             raise TransportError(None, f"SMTP error: {exc}", permanent=False) from exc
+
+    @staticmethod
+    def _command(conn: smtplib.SMTP, verb: str, argument: str) -> tuple[int, bytes]:
+        if any(ch in argument for ch in "\r\n\0"):
+            raise ValueError("an SMTP address cannot contain CR, LF or NUL")
+        conn.putcmd(verb, argument)
+        return conn.getreply()
 
     @staticmethod
     def _data_unstuffed(conn: smtplib.SMTP, message: bytes) -> tuple[int, bytes]:

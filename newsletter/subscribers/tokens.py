@@ -36,12 +36,17 @@ class Tokens:
         # itsdangerous signs with the last key of the list and verifies with all of them.
         self._keys = list(reversed(keys))
         self._max_age = max_age
+        # Built once: senders make two tokens per message, so no per-call construction.
+        self._serializers = {purpose: self._build(purpose) for purpose in Purpose}
 
-    def _serializer(self, purpose: Purpose):
+    def _build(self, purpose: Purpose):
         salt = f"newsletter.{purpose.value}"
         if purpose is Purpose.UNSUBSCRIBE:
             return URLSafeSerializer(self._keys, salt=salt)
         return URLSafeTimedSerializer(self._keys, salt=salt)
+
+    def _serializer(self, purpose: Purpose):
+        return self._serializers[purpose]
 
     def make(self, purpose: Purpose, payload: dict[str, Any]) -> str:
         return self._serializer(purpose).dumps(payload)

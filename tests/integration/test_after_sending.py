@@ -242,3 +242,63 @@ def test_edition_without_tracking_has_no_pixel_or_rewritten_links(app, topics, t
         ("html",)).get_content()
     assert "/o/" not in html and "/c/" not in html
     assert 'href="https://news.example/syntheses/' in html
+
+
+@pytest.fixture
+def ses(app):
+    """/hooks/ses with a test signing certificate served by a fake fetcher (SNS cannot run
+    here); returns (key, fetcher)."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from newsletter.delivery.provider_events import clear_certificate_cache
+    from tests.unit.test_provider_events import TOPIC, FakeFetcher, make_cert
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = datetime.now(UTC)
+    fetcher = FakeFetcher(make_cert(key, not_before=now - timedelta(days=1),
+                                    not_after=now + timedelta(days=1)))
+    app.config["SES_TOPIC_ARNS"] = [TOPIC]
+    app.extensions["newsletter.sns_fetcher"] = fetcher
+    clear_certificate_cache()
+    yield key, fetcher
+    clear_certificate_cache()
+
+
+def test_ses_subscription_confirmation_then_a_bounce(client, sent, ses):
+    from tests.unit.test_provider_events import (
+        SUBSCRIBE_URL,
+        body,
+        confirmation,
+        notification,
+        sign_sns,
+    )
+
+    key, fetcher = ses
+    _, _, rows = sent
+    confirmed = client.post("/hooks/ses", data=body(sign_sns(confirmation(), key)),
+                            content_type="text/plain")
+    assert confirmed.status_code == 200 and confirmed.json == {"subscribed": True}
+    assert SUBSCRIBE_URL in fetcher.urls, "the subscription was confirmed"
+
+    payload = {"notificationType": "Bounce",
+               "bounce": {"bounceType": "Permanent", "bounceSubType": "General",
+                          "bouncedRecipients": [{"emailAddress": rows[0].email,
+                                                 "status": "5.1.1", "action": "failed"}],
+                          "timestamp": "2026-11-27T10:00:00.000Z"},
+               "mail": {"messageId": "ses-1", "destination": [rows[0].email],
+                        "headers": [{"name": "X-Newsletter-Token",
+                                     "value": token_of(rows[0])}]}}
+    signed = body(sign_sns(notification(payload, message_id="sns-1"), key, "2"))
+    response = client.post("/hooks/ses", data=signed, content_type="text/plain")
+    assert response.status_code == 200, response.data
+    assert response.json["outcomes"] == ["hard_bounce"]
+    assert is_suppressed(reader_services(), rows[0].email)
+    assert db.session.get(Delivery, rows[0].id).status == "bounced"
+    assert client.post("/hooks/ses", data=signed,
+                       content_type="text/plain").json["outcomes"] == ["duplicate"]
+
+    tampered = signed.replace(rows[0].email.encode(), rows[1].email.encode())
+    assert client.post("/hooks/ses", data=tampered, content_type="text/plain").status_code == 401
+    assert not is_suppressed(reader_services(), rows[1].email)

@@ -44,24 +44,26 @@ def _sql(statement: str):
 
 
 # -- name: claim-deliveries
-# Contract: moves up to :n due deliveries of editions that are sending (queued or deferred and
-# due, or claimed under an expired lease) to 'claimed' under this claim's id and lease, and
-# returns them. On PostgreSQL the inner SELECT locks with SKIP LOCKED, so concurrent workers
-# never claim the same row; on SQLite the single UPDATE statement holds the write lock.
+# Contract: moves up to :n deliveries of editions that are sending to 'claimed' under this
+# claim's id and lease, and returns them. {due} selects either due queued/deferred rows (an
+# index range on (status, next_attempt_at); no ORDER BY, so the scan stops after :n rows
+# instead of sorting every due row) or rows claimed under an expired lease. On PostgreSQL
+# the inner SELECT locks with SKIP LOCKED, so concurrent workers never claim the same row;
+# on SQLite the single UPDATE statement holds the write lock.
 _CLAIM = """
 UPDATE deliveries SET status = 'claimed', lease_owner = :claim_id, lease_until = :until
 WHERE id IN (
   SELECT d.id FROM deliveries d JOIN editions e ON e.id = d.edition_id
-  WHERE e.status = 'sending'
-    AND ((d.status IN ('queued', 'deferred') AND d.next_attempt_at <= :now)
-         OR (d.status = 'claimed' AND d.lease_until < :now))
+  WHERE e.status = 'sending' AND {due}
     {edition_filter}
-  ORDER BY d.id
   LIMIT :n
   {lock}
 )
 RETURNING id, edition_id, reader_id, variant_id, email, attempts, created_at
 """
+_DUE = "d.status IN ('queued', 'deferred') AND d.next_attempt_at <= :now"
+_EXPIRED = "d.status = 'claimed' AND d.lease_until < :now"
+
 
 # -- name: claim-eligibility
 # Contract: for the given deliveries, whether their reader may still get list mail: active
@@ -79,13 +81,17 @@ def claim(conn: Connection, *, worker: str, limit: int, lease_seconds: int, now:
     claim_id = f"{worker}/{uuid.uuid4().hex[:12]}"
     lock = "FOR UPDATE OF d SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
     edition_filter = "AND d.edition_id = :edition_id" if edition_id is not None else ""
-    statement = _sql(_CLAIM.format(lock=lock, edition_filter=edition_filter)).columns(
-        created_at=UTCDateTime())
     params = {"claim_id": claim_id, "until": now + timedelta(seconds=lease_seconds),
               "now": now, "n": limit}
     if edition_id is not None:
         params["edition_id"] = edition_id
-    rows = conn.execute(statement, params).all()
+    rows = []
+    for due in (_DUE, _EXPIRED):
+        statement = _sql(_CLAIM.format(lock=lock, edition_filter=edition_filter,
+                                       due=due)).columns(created_at=UTCDateTime())
+        rows += conn.execute(statement, {**params, "n": limit - len(rows)}).all()
+        if len(rows) >= limit:
+            break
     if not rows:
         conn.commit()
         return []

@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from newsletter import create_app
 from newsletter.db import db
+from tests.support.dkim import dkim_key  # noqa: F401 - fixture
 from tests.support.smtp import smtp_server, smtp_tls_server  # noqa: F401 - fixtures
 
 TEST_SECRET = "test-secret-key-not-for-production"  # noqa: S105

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import timedelta
 
 import dkim
 import pytest
 import time_machine
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import func, select
 
 from newsletter.db import db, utcnow
@@ -22,23 +19,10 @@ from tests.support.editions import audience, send, special_edition
 
 
 @pytest.fixture
-def dkim_setup(tmp_path):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path = tmp_path / "dkim.pem"
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    public = key.public_key().public_bytes(serialization.Encoding.DER,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
-    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
-    return path, (lambda name, timeout=5: record)
-
-
-@pytest.fixture
-def smtp_config(app_config, smtp_server, dkim_setup):
+def smtp_config(app_config, smtp_server, dkim_key):
     app_config.update(MAIL_TRANSPORT="smtp", SMTP_URL=smtp_server.url, SEND_CONNECTIONS=3,
                       DKIM_SELECTOR="mail", DKIM_DOMAIN="news.example",
-                      DKIM_PRIVATE_KEY_PATH=str(dkim_setup[0]), RETRY_BASE_SECONDS=0)
+                      DKIM_PRIVATE_KEY_PATH=str(dkim_key[0]), RETRY_BASE_SECONDS=0)
     return app_config
 
 
@@ -74,7 +58,7 @@ def test_fan_out_picks_the_audience_once(app, topics):
 
 
 def test_everyone_gets_one_signed_message_with_their_own_links(
-        smtp_config, app, topics, smtp_server, dkim_setup):
+        smtp_config, app, topics, smtp_server, dkim_key):
     readers = audience(7)
     text_reader = make_reader(email="plain@example.com", format="text")
     edition = special_edition()
@@ -86,7 +70,7 @@ def test_everyone_gets_one_signed_message_with_their_own_links(
     tokens = set()
     for reader in readers + [text_reader]:
         message = received[reader.email]
-        assert dkim.verify(message.raw, dnsfunc=dkim_setup[1])
+        assert dkim.verify(message.raw, dnsfunc=dkim_key[1])
         parsed = message.message
         assert parsed["To"] == reader.email
         assert parsed["Subject"] == "Breaking: a test edition"

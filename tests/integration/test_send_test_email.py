@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import email
 import email.policy
 
 import dkim
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.factories import sample_payload
-
-
-@pytest.fixture
-def dkim_key(tmp_path):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path = tmp_path / "dkim.pem"
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    public = key.public_key().public_bytes(serialization.Encoding.DER,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
-    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
-
-    def dnsfunc(name, timeout=5):
-        return record if name == b"mail._domainkey.news.example." else None
-
-    return path, dnsfunc
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/delivery.py [--readers 100000] [--connections 8]
         [--fanout-readers 1000000] [--database-url postgresql+psycopg://postgres@127.0.0.1/x]
-        [--skip-fanout] [--quick] [--profile]
+        [--skip-fanout] [--quick] [--ceiling-messages 20000] [--max-send-seconds S]
+        [--profile]
 
 One run measures, on a fresh database (SQLite in a temporary folder by default; with
 ``--database-url`` a PostgreSQL database of that name is created and dropped, and must not
@@ -290,7 +291,7 @@ def _profile_threads(profiles: list) -> None:
     threading.setprofile(boot)
 
 
-def _profile_report(profiles: list, main_profile, path: Path) -> str:
+def _profile_report(profiles: list, main_profile) -> str:
     import io
     import pstats
 
@@ -307,7 +308,6 @@ def _profile_report(profiles: list, main_profile, path: Path) -> str:
         stats = pstats.Stats(profilers[0], stream=out)
         for extra in profilers[1:]:
             stats.add(extra)
-        stats.dump_stats(str(path.with_suffix(f".{title.split()[0]}.pstats")))
         out.write(f"\n==== cProfile, {title} ({len(profilers)} thread(s)), "
                   "top 25 by cumulative CPU time ====\n")
         stats.sort_stats("cumulative").print_stats(25)
@@ -378,7 +378,7 @@ def _send_child(spec: dict[str, Any], conn) -> None:
             result["sample"] = {"from": envelope_from, "to": recipient, "message": message}
         db.session.remove()
     if spec.get("profile"):
-        result["profile"] = _profile_report(profiles, main_profile, Path(spec["profile"]))
+        result["profile"] = _profile_report(profiles, main_profile)
     conn.send(result)
     conn.close()
 
@@ -439,7 +439,7 @@ def in_process(target: Callable, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def send(app_cfg: dict[str, Any], edition_id: int, sink: SmtpSink, *, sample: bool = False,
-         max_seconds: float = 0.0, profile: str | None = None) -> dict[str, Any]:
+         max_seconds: float = 0.0, profile: bool = False) -> dict[str, Any]:
     sink.reset()
     sink_cpu0 = sink.cpu_seconds()
     result = in_process(_send_child, {"config": app_cfg, "edition_id": edition_id,
@@ -637,7 +637,7 @@ def main() -> None:
                       ", SQLite itself included" if sqlite
                       else " (PostgreSQL's own server CPU is not included)"))
             r_signed = send(dkim_cfg, signed, sink, sample=True, max_seconds=cap,
-                            profile=str(tmp / "send") if args.profile else None)
+                            profile=args.profile)
             message_kb = len(r_signed["sample"]["message"]) / 1024
             rate_signed, cpu_signed = describe_send(
                 f"DKIM on, N = {n:,} (edition {signed})", r_signed, queued_signed)

@@ -68,10 +68,13 @@ _EXPIRED = "d.status = 'claimed' AND d.lease_until < :now"
 # -- name: claim-eligibility
 # Contract: for the given deliveries, whether their reader may still get list mail: active
 # and not suppressed. Checked at claim time so an unsubscribe takes effect before the send.
+# Written from the deliveries side (EXISTS per claimed row) so no database starts the join
+# from every active reader (SQLite did: 2.5 s a claim at 100,000 readers).
 _ELIGIBLE = """
-SELECT d.id FROM deliveries d JOIN readers r ON r.id = d.reader_id
-WHERE d.id IN :ids AND r.status = 'active' AND r.email IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.email_hash = r.email_hash)
+SELECT d.id FROM deliveries d WHERE d.id IN :ids AND EXISTS (
+  SELECT 1 FROM readers r WHERE r.id = d.reader_id AND r.status = 'active'
+    AND r.email IS NOT NULL
+    AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.email_hash = r.email_hash))
 """
 
 

@@ -90,7 +90,7 @@ def handle(event: Event, *, tokens: DeliveryTokens, services: readers.ReaderServ
                                occurred_at=event.occurred_at or now,
                                detail=event.detail[:500]))
     if event.kind == "hard_bounce":
-        _suppress(digest, SuppressionReason.HARD_BOUNCE)
+        readers.suppress_hash(digest, SuppressionReason.HARD_BOUNCE)
         if delivery is not None:
             db.session.execute(update(Delivery).where(
                 Delivery.id == delivery.id,
@@ -103,9 +103,9 @@ def handle(event: Event, *, tokens: DeliveryTokens, services: readers.ReaderServ
             BounceEvent.email_hash == digest, BounceEvent.kind == "soft_bounce",
             BounceEvent.occurred_at >= now - policy.soft_window))
         if recent >= policy.soft_limit:
-            _suppress(digest, SuppressionReason.SOFT_BOUNCES)
+            readers.suppress_hash(digest, SuppressionReason.SOFT_BOUNCES)
     elif event.kind == "complaint":
-        _suppress(digest, SuppressionReason.COMPLAINT)
+        readers.suppress_hash(digest, SuppressionReason.COMPLAINT)
         reader = db.session.scalar(select(Reader).where(Reader.email_hash == digest))
         if reader is not None and reader.status != "unsubscribed":
             db.session.commit()
@@ -113,10 +113,3 @@ def handle(event: Event, *, tokens: DeliveryTokens, services: readers.ReaderServ
     db.session.commit()
     return event.kind
 
-
-def _suppress(digest: str, reason: SuppressionReason) -> None:
-    from newsletter.subscribers.models import Suppression
-
-    exists = db.session.scalar(select(Suppression.id).where(Suppression.email_hash == digest))
-    if exists is None:
-        db.session.add(Suppression(email_hash=digest, reason=reason.value))

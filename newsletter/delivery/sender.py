@@ -319,7 +319,8 @@ class Sender:
                             break
                     stop.wait(settings.idle_sleep if self._in_memory() == 0 else 0.05)
         finally:
-            self.stop_now.set() if stop.is_set() else None
+            if stop.is_set():
+                self.stop_now.set()  # jobs not yet sent go back to the queue, not out
             self.draining.set()
             for thread in threads:
                 thread.join()

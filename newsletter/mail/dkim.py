@@ -29,6 +29,14 @@ class DkimError(Exception):
     """The DKIM key is unreadable or invalid, or a message cannot be signed."""
 
 
+def read_private_key(key_path: str | Path) -> bytes:
+    """The PEM bytes at ``key_path``; :class:`DkimError` saying why if unreadable."""
+    try:
+        return Path(key_path).read_bytes()
+    except OSError as exc:
+        raise DkimError(f"cannot read the DKIM private key {key_path}: {exc.strerror}") from exc
+
+
 class DkimSigner:
     """Signs messages for ``domain`` with the RSA key published at ``selector._domainkey``."""
 
@@ -64,11 +72,7 @@ class DkimSigner:
         headers: Sequence[str] = DEFAULT_SIGNED_HEADERS,
     ) -> DkimSigner:
         """Read the PEM key at ``key_path``; raises :class:`DkimError` if it is unreadable."""
-        try:
-            pem = Path(key_path).read_bytes()
-        except OSError as exc:
-            raise DkimError(f"cannot read the DKIM private key {key_path}: {exc.strerror}") from exc
-        return cls(selector, domain, pem, headers)
+        return cls(selector, domain, read_private_key(key_path), headers)
 
     def sign(self, message: bytes) -> bytes:
         """Return ``message`` with a ``DKIM-Signature`` header prepended (CRLF line ends)."""

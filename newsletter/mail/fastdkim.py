@@ -27,7 +27,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from newsletter.mail.dkim import DEFAULT_SIGNED_HEADERS, DkimError
+from newsletter.mail.dkim import DEFAULT_SIGNED_HEADERS, DkimError, read_private_key
 
 __all__ = ["FastDkimSigner"]
 
@@ -122,11 +122,7 @@ class FastDkimSigner:
         headers: Sequence[str] = DEFAULT_SIGNED_HEADERS,
     ) -> FastDkimSigner:
         """Read the PEM key at ``key_path``; raises :class:`DkimError` if it is unreadable."""
-        try:
-            pem = Path(key_path).read_bytes()
-        except OSError as exc:
-            raise DkimError(f"cannot read the DKIM private key {key_path}: {exc.strerror}") from exc
-        return cls(selector, domain, pem, headers)
+        return cls(selector, domain, read_private_key(key_path), headers)
 
     def sign(self, message: bytes, *, timestamp: int | None = None) -> bytes:
         """Return ``message`` with a ``DKIM-Signature`` header prepended (CRLF line ends).

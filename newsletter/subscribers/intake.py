@@ -15,7 +15,7 @@ from newsletter.subscribers import service
 from newsletter.subscribers.addresses import email_hash, normalise_email
 from newsletter.subscribers.models import Reader, ReaderStatus
 from newsletter.subscribers.preferences import parse_preferences
-from newsletter.validation import FieldError, InvalidInput
+from newsletter.validation import FieldError, InvalidInput, single_line
 
 _ALLOWED = {"email", "topics", "timezone", "delivery_time", "frequency", "weekly_day",
             "format", "consent"}
@@ -32,16 +32,7 @@ def _text(value: Any, name: str, limit: int, errors: list[FieldError],
         if required:
             errors.append(FieldError(name, "is required"))
         return None
-    if not isinstance(value, str):
-        errors.append(FieldError(name, "must be a string"))
-        return None
-    if len(value) > limit:
-        errors.append(FieldError(name, f"is longer than {limit} characters"))
-        return None
-    if any(ch in value for ch in "\r\n\0"):
-        errors.append(FieldError(name, "must be a single line"))
-        return None
-    return value.strip()
+    return single_line(name, value, limit, errors)
 
 
 def _consent(value: Any, errors: list[FieldError]) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ from zoneinfo import available_timezones
 
 from newsletter.content.models import Topic
 from newsletter.subscribers.models import Frequency, MailFormat
-from newsletter.validation import FieldError, InvalidInput
+from newsletter.validation import FieldError, InvalidInput, single_line
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _TIME_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -55,16 +55,8 @@ def _one(form: dict[str, list[str]], name: str, errors: list[FieldError],
          default: str = "") -> str:
     values = form.get(name) or [default]
     value = values[0] if isinstance(values, list) else values
-    if not isinstance(value, str):
-        errors.append(FieldError(name, "must be text"))
-        return default
-    if len(value) > MAX_FIELD:
-        errors.append(FieldError(name, f"is longer than {MAX_FIELD} characters"))
-        return default
-    if any(ch in value for ch in "\r\n\0"):
-        errors.append(FieldError(name, "must be a single line"))
-        return default
-    return value.strip()
+    checked = single_line(name, value, MAX_FIELD, errors)
+    return default if checked is None else checked
 
 
 def parse_topics(form: dict[str, list[str]], available: list[Topic],

@@ -125,7 +125,11 @@ def is_suppressed(services: ReaderServices, email: str) -> bool:
 
 def suppress(services: ReaderServices, email: str, reason: SuppressionReason) -> None:
     """Add the address to the suppression list (a no-op when it is there already)."""
-    digest = email_hash(email, services.hash_key)
+    suppress_hash(email_hash(email, services.hash_key), reason)
+
+
+def suppress_hash(digest: str, reason: SuppressionReason) -> None:
+    """Suppress by keyed hash, for callers that only know the hash (bounce reports)."""
     if db.session.scalar(select(Suppression.id).where(Suppression.email_hash == digest)) is None:
         db.session.add(Suppression(email_hash=digest, reason=reason.value))
 

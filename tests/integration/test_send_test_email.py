@@ -50,9 +50,9 @@ def test_send_test_over_smtp_arrives_signed_with_list_headers(
     html = message.get_body(("html",)).get_content()
     assert "formal bilateral communication channel" in text
     assert "https://www.wired.com/story/china-ai-experts-freaking-out/" in text
-    assert "China&#39;s Top AI Experts" in html or "China's Top AI Experts" in html
+    assert "China&#39;s Top AI Experts" in html
     assert "Analyst take" in html
-    assert "1 Example Street" in html or "Springfield" in html
+    assert "1 Example Street, Springfield" in html
     assert all(len(line) <= 78 for line in raw.split(b"\r\n"))
 
 

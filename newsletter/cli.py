@@ -32,7 +32,10 @@ def commands() -> None:
 
 
 def register_commands(app) -> None:
-    for command in commands.commands.values():
+    from newsletter.cli_digest import digest_command
+    from newsletter.cli_feeds import feeds_group
+
+    for command in (*commands.commands.values(), digest_command, feeds_group):
         app.cli.add_command(command)
 
 
@@ -50,7 +53,7 @@ def serve(host: str, port: int) -> None:
     if app.config["SEND_IN_WEB"]:
         import threading
 
-        from newsletter.delivery.service import run_worker
+        from newsletter.scheduler import run_worker
 
         stop = threading.Event()
         threading.Thread(target=run_worker, args=(app, stop), name="sender",
@@ -332,16 +335,18 @@ def send_command(edition_id: int, quiet: bool) -> None:
 
 
 @commands.command("worker")
-@click.option("--poll", default=5.0, show_default=True, help="Seconds between schedule checks.")
+@click.option("--poll", default=10.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="Seconds between checks for scheduled editions that are due.")
 @with_appcontext
 def worker_command(poll: float) -> None:
-    """Send continuously: start due editions, claim deliveries, retry deferred ones."""
+    """Run the scheduler (digests at each reader's time, scheduled editions, feeds,
+    housekeeping) and send continuously: claim deliveries, retry deferred ones."""
     import signal
     import threading
 
     from flask import current_app
 
-    from newsletter.delivery.service import run_worker
+    from newsletter.scheduler import run_worker
 
     stop = threading.Event()
 

@@ -7,6 +7,7 @@ configuration table documents the same names (a test keeps them in step).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,15 @@ def _bool(value: str) -> bool:
 
 def _int(value: str) -> int:
     return int(value.strip())
+
+
+def _minutes(value: str) -> int:
+    """A duration in minutes: ``90``, ``90m``, ``3h`` or ``1h30m``."""
+    text = value.strip().lower()
+    match = re.fullmatch(r"(?:(\d+)h)?\s*(?:(\d+)m?)?", text)
+    if not text or not match or not any(match.groups()):
+        raise ValueError(f"expected a duration such as 3h, 90m or 1h30m, got {value!r}")
+    return int(match[1] or 0) * 60 + int(match[2] or 0)
 
 
 def _str(value: str) -> str:
@@ -127,6 +137,20 @@ SETTINGS: tuple[Setting, ...] = (
             "Open and click tracking (editions can also turn it off one by one)."),
     Setting("NEWSLETTER_SEND_IN_WEB", "SEND_IN_WEB", False, _bool,
             "Run the sender in the web process (threads); `make run` turns it on."),
+    Setting("NEWSLETTER_DIGEST_GRACE", "DIGEST_GRACE", 180, _minutes,
+            "How late a digest may still go out after its reader's time (a worker that was "
+            "down catches up once); older ones are skipped, their content goes in the next. "
+            "`3h`, `90m` or minutes."),
+    Setting("NEWSLETTER_DIGEST_SLOT_MINUTES", "DIGEST_SLOT_MINUTES", 15, _int,
+            "Readers whose digest time falls in the same slot of this many minutes (UTC) and "
+            "who get the same sections share one rendering."),
+    Setting("NEWSLETTER_UNCONFIRMED_DAYS", "UNCONFIRMED_DAYS", 30, _int,
+            "Addresses that never confirmed are deleted after this many days."),
+    Setting("NEWSLETTER_TRACKING_RETENTION_DAYS", "TRACKING_RETENTION_DAYS", 180, _int,
+            "Open and click events (time, user agent) older than this are deleted; the counts "
+            "on each delivery stay."),
+    Setting("NEWSLETTER_FEEDS_POLL_MINUTES", "FEEDS_POLL_MINUTES", 30, _int,
+            "How often the worker polls the RSS/Atom feeds added with `newsletter feeds add`."),
     Setting("NEWSLETTER_SOFT_BOUNCE_LIMIT", "SOFT_BOUNCE_LIMIT", 3, _int,
             "Soft bounces within the window that suppress an address."),
     Setting("NEWSLETTER_SOFT_BOUNCE_WINDOW_DAYS", "SOFT_BOUNCE_WINDOW_DAYS", 30, _int,

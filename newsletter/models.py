@@ -1,7 +1,7 @@
 """Imports every domain's models so the metadata (and Alembic) sees all tables."""
 
 from newsletter.accounts.models import ApiToken
-from newsletter.content.models import Synthesis, Topic, synthesis_topics
+from newsletter.content.models import Feed, FeedEntry, Synthesis, Topic, synthesis_topics
 from newsletter.delivery.models import (
     BounceEvent,
     Delivery,
@@ -14,6 +14,6 @@ from newsletter.subscribers.models import ConsentEvent, Reader, ReaderTopic, Sup
 
 __all__ = [
     "ApiToken", "BounceEvent", "ConsentEvent", "Delivery", "DeliveryAttempt", "Edition",
-    "EditionLink", "EditionVariant", "ProcessedEvent", "Reader", "ReaderTopic", "Suppression",
-    "Synthesis", "Topic", "TrackingEvent", "synthesis_topics",
+    "EditionLink", "EditionVariant", "Feed", "FeedEntry", "ProcessedEvent", "Reader",
+    "ReaderTopic", "Suppression", "Synthesis", "Topic", "TrackingEvent", "synthesis_topics",
 ]

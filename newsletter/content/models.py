@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Boolean, Column, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from newsletter.db import Base, UTCDateTime, utcnow
@@ -77,3 +88,36 @@ class Synthesis(Base):
 
     def __repr__(self) -> str:
         return f"<Synthesis {self.external_id}>"
+
+
+class Feed(Base):
+    """An RSS or Atom feed the publication writes elsewhere; new entries become syntheses."""
+
+    __tablename__ = "feeds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000), unique=True)
+    title: Mapped[str] = mapped_column(String(300), default="")
+    topics: Mapped[list[str]] = mapped_column(JSON, default=list)  # topic slugs
+    publish: Mapped[bool] = mapped_column(Boolean, default=False)  # False: entries are drafts
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    etag: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    modified: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class FeedEntry(Base):
+    """An entry already seen in a feed (by its id or link), so a poll never imports it twice."""
+
+    __tablename__ = "feed_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"))
+    guid: Mapped[str] = mapped_column(String(500))
+    synthesis_id: Mapped[int | None] = mapped_column(
+        ForeignKey("syntheses.id", ondelete="SET NULL"), nullable=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("feed_id", "guid"),)

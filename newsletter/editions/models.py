@@ -44,6 +44,12 @@ class Edition(Base):
     tracking: Mapped[bool] = mapped_column(Boolean, default=True)
     send_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
+    # Public web version: /editions/<slug> (no personal links, ever).
+    slug: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
+    # Digests: the UTC send slot, and until when readers due in it may still be added (the
+    # edition is not finished before then, so a late reader never lands in a sent edition).
+    slot_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    open_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

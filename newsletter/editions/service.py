@@ -12,9 +12,10 @@ import logging
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from newsletter.content.models import Synthesis, Topic
+from newsletter.content.service import slugify
 from newsletter.db import db, utcnow
 from newsletter.delivery.fanout import fan_out
 from newsletter.delivery.models import OPEN_STATUSES, Delivery, DeliveryStatus
@@ -89,6 +90,7 @@ def create_edition(*, subject: str, sections: list[dict[str, Any]] | None = None
         raise InvalidInput(errors)
     edition = Edition(
         kind=kind, subject=subject, preheader=preheader,
+        slug=unique_slug(f"{(send_at or utcnow()).date().isoformat()}-{slugify(subject, 60)}"),
         content={"sections": sections, "body_html": body_html, "body_text": body_text},
         audience={"topics": list(topics or []), "tier": tier},
         tracking=tracking, send_at=send_at, idempotency_key=idempotency_key,
@@ -97,6 +99,23 @@ def create_edition(*, subject: str, sections: list[dict[str, Any]] | None = None
     db.session.add(edition)
     db.session.commit()
     return edition
+
+
+def unique_slug(base: str) -> str:
+    """``base``, or ``base-2``, ``base-3``… when an edition has it already."""
+    taken = set(db.session.scalars(select(Edition.slug).where(
+        or_(Edition.slug == base, Edition.slug.like(f"{base}-%")))))
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+def web_url(edition: Edition, base_url: str) -> str:
+    """The public web version ("view in browser"); it never carries personal links."""
+    return f"{base_url.rstrip('/')}/editions/{edition.slug}" if edition.slug else ""
 
 
 def _sections_for(edition: Edition, base_url: str) -> list[dict[str, Any]]:
@@ -130,7 +149,16 @@ def render_variants(edition: Edition, mail) -> dict[str, EditionVariant]:
         body_html=edition.content.get("body_html", ""),
         body_text=edition.content.get("body_text", ""),
         subscribed_to=", ".join(topic_names),
+        web_url=web_url(edition, config["BASE_URL"]),
     ))
+    variants = add_variants(edition, rendered, config)
+    db.session.commit()
+    return variants
+
+
+def add_variants(edition: Edition, rendered, config) -> dict[str, EditionVariant]:
+    """Add the HTML and text variants of a rendering (and its link table) to the session,
+    uncommitted, so a caller can make them part of a larger transaction."""
     html = rendered.html
     if edition.tracking and config.get("TRACKING", True):
         links: dict[str, int] = {}
@@ -146,7 +174,7 @@ def render_variants(edition: Edition, mail) -> dict[str, EditionVariant]:
                              text=template_to_json(rendered.text)),
     }
     db.session.add_all(variants.values())
-    db.session.commit()
+    db.session.flush()
     return variants
 
 

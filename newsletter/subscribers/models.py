@@ -78,6 +78,10 @@ class Reader(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Digest schedule state (editions.digests): the reader's local date whose digest was last
+    # handled (queued, empty or skipped), and the publication time its content reached.
+    last_digest_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    digest_covered_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     followed: Mapped[list[ReaderTopic]] = relationship(
         order_by=ReaderTopic.position, cascade="all, delete-orphan", lazy="selectin"
@@ -88,6 +92,7 @@ class Reader(Base):
                         name="delivery_minute_range"),
         CheckConstraint("weekly_day >= 0 AND weekly_day <= 6", name="weekly_day_range"),
         Index("ix_readers_status", "status"),
+        Index("ix_readers_schedule", "timezone", "delivery_minute"),
     )
 
     @property

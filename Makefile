@@ -27,13 +27,19 @@ run: $(VENV)/.installed-run
 	$(BIN)/newsletter seed-demo --if-empty
 	$(BIN)/newsletter serve --host 127.0.0.1 --port 5000
 
-# Debian's Chromium for the browser tests (tests/browser use $(CHROMIUM_BIN)). Installed only
-# when missing and apt is usable (root); otherwise the browser tests skip and say why.
+# Debian's Chromium for the browser tests (tests/browser use $(CHROMIUM_BIN)) and Debian's
+# SpamAssassin for the digest's offline spam score (tests/integration/test_digest_spam.py).
+# Each is installed only when missing and apt is usable (root); otherwise its tests skip and
+# say why.
 browser-deps:
 	@[ -x $(CHROMIUM_BIN) ] || \
 	{ [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null && \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }; } || \
 	echo "make: could not install chromium; browser tests will be skipped" >&2
+	@command -v spamassassin >/dev/null || \
+	{ [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq spamassassin; }; } || \
+	echo "make: could not install spamassassin; the digest spam test will be skipped" >&2
 
 # pytest exits 5 when it collected no test: that is a failure here, with a clear word.
 test: $(VENV)/.installed-test browser-deps

@@ -7,9 +7,42 @@ from flask.cli import with_appcontext
 
 
 @click.command("digest")
-@click.option("--now", "now_flag", is_flag=True, required=True,
+@click.option("--now", "now_flag", is_flag=True,
               help="Compose and queue now the digest each reader would get next.")
+@click.option("--send", is_flag=True,
+              help="Also send them in the foreground (otherwise a worker sends them).")
 @with_appcontext
-def digest_command(now_flag: bool) -> None:
-    """Compose and queue digests at once (see README: when a reader gets what)."""
-    raise click.ClickException("not built yet")
+def digest_command(now_flag: bool, send: bool) -> None:
+    """Compose and queue at once the digest each confirmed reader would get at their next
+    delivery time (readers with nothing new get nothing; paused readers are left alone).
+    Their scheduled digest today is then already handled, so nobody gets the same
+    syntheses twice."""
+    import threading
+
+    from flask import current_app
+
+    from newsletter.db import utcnow
+    from newsletter.editions.digests import compose_now
+    from newsletter.extensions import mail_setup
+
+    if not now_flag:
+        raise click.UsageError("say --now: digests otherwise go out at each reader's time "
+                               "from `newsletter worker`")
+    app = current_app._get_current_object()
+    result = compose_now(mail_setup(), now=utcnow(),
+                         slot_minutes=app.config["DIGEST_SLOT_MINUTES"])
+    click.echo(f"{result.due} reader(s): {result.queued} digest(s) queued in "
+               f"{len(result.editions)} edition(s), {result.empty} with nothing new.")
+    if not result.editions:
+        return
+    if not send:
+        click.echo("A running `newsletter worker` (or `make run`) sends them; or run "
+                   "`newsletter digest --now --send`.")
+        return
+    from newsletter.delivery.service import make_sender
+    from newsletter.editions import service as editions
+
+    for edition_id in result.editions:
+        make_sender(app).run(threading.Event(), edition_id=edition_id)
+    sent = sum(editions.counts(edition_id)["sent"] for edition_id in result.editions)
+    click.echo(f"{sent} sent.")

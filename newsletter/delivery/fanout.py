@@ -51,3 +51,36 @@ def fan_out(edition_id: int, *, html_variant: int, text_variant: int, topic_ids:
         bindparam("now", type_=UTCDateTime()), bindparam("today", type_=Date()))
     result = db.session.execute(statement, params)
     return result.rowcount or 0
+
+
+# -- name: queue-readers
+# Contract: one queued delivery of the edition for each of the given readers who may still
+# get list mail (active, with an address, not suppressed); the variant follows the reader's
+# format. Unique on (edition_id, reader_id): running it again adds nothing.
+_QUEUE_READERS = """
+INSERT INTO deliveries (edition_id, reader_id, variant_id, email, status, attempts,
+                        next_attempt_at, created_at, opens, machine_opens, clicks)
+SELECT :edition_id, r.id,
+       CASE WHEN r.format = 'text' THEN :text_variant ELSE :html_variant END,
+       r.email, 'queued', 0, :now, :now, 0, 0, 0
+FROM readers r
+WHERE r.id IN :ids
+  AND r.status = 'active'
+  AND r.email IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.email_hash = r.email_hash)
+ON CONFLICT (edition_id, reader_id) DO NOTHING
+"""
+
+
+def queue_readers(edition_id: int, reader_ids: list[int], *, html_variant: int,
+                  text_variant: int, now: datetime, chunk: int = 2000) -> int:
+    """Queue the edition for these readers (uncommitted); return how many were added."""
+    statement = text(_QUEUE_READERS).bindparams(
+        bindparam("now", type_=UTCDateTime()), bindparam("ids", expanding=True))
+    added = 0
+    for start in range(0, len(reader_ids), chunk):
+        result = db.session.execute(statement, {
+            "edition_id": edition_id, "ids": reader_ids[start:start + chunk],
+            "html_variant": html_variant, "text_variant": text_variant, "now": now})
+        added += result.rowcount or 0
+    return added

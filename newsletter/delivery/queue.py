@@ -225,10 +225,11 @@ def renew_leases(conn: Connection, claim_ids: list[str], *, lease_seconds: int,
 
 
 # -- name: finish-editions
-# Contract: an edition that is sending and has no delivery left to try is sent.
+# Contract: an edition that is sending, has no delivery left to try, and can get no more
+# readers (a digest takes readers due in its slot until ``open_until``) is sent.
 _FINISH = """
 UPDATE editions SET status = 'sent', finished_at = :now
-WHERE status = 'sending' AND NOT EXISTS (
+WHERE status = 'sending' AND (open_until IS NULL OR open_until <= :now) AND NOT EXISTS (
   SELECT 1 FROM deliveries d WHERE d.edition_id = editions.id
     AND d.status IN ('queued', 'claimed', 'deferred'))
 """

@@ -72,29 +72,3 @@ def start_due_editions(mail) -> list[int]:
         except editions.EditionStateError:
             db.session.rollback()  # another worker started it first
     return started
-
-
-def run_worker(app: Flask, stop: threading.Event, *, poll_seconds: float = 5.0) -> None:
-    """Send until ``stop``: start due editions, then let the sender work; repeat."""
-    from newsletter.extensions import mail_setup
-
-    sender = make_sender(app)
-    scheduler_stop = threading.Event()
-
-    def schedule_loop():
-        while not scheduler_stop.wait(poll_seconds):
-            with app.app_context():
-                try:
-                    start_due_editions(mail_setup())
-                except Exception:  # noqa: BLE001 - keep the worker alive; log and retry
-                    log.exception("starting due editions failed")
-
-    with app.app_context():
-        start_due_editions(mail_setup())
-    thread = threading.Thread(target=schedule_loop, name="edition-starter", daemon=True)
-    thread.start()
-    try:
-        sender.run(stop)
-    finally:
-        scheduler_stop.set()
-        thread.join(timeout=poll_seconds + 1)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, delete, func, select, update
 
 from newsletter.db import db, utcnow
 from newsletter.delivery.models import Delivery, TrackingEvent
@@ -103,3 +103,14 @@ def edition_stats(edition_id: int) -> dict[str, int]:
     ).where(Delivery.edition_id == edition_id)).one()
     return {"deliveries": row[0] or 0, "opened": row[1] or 0, "clicked": row[2] or 0,
             "machine_opens": row[3] or 0}
+
+
+# -- name: prune-tracking-events
+# Contract: open and click detail (time, user agent) older than ``days`` is deleted; the
+# counts and first-open/first-click times on each delivery stay.
+def prune_events(now: datetime, days: int) -> int:
+    """Delete tracking events older than ``days``; returns how many."""
+    result = db.session.execute(
+        delete(TrackingEvent).where(TrackingEvent.occurred_at < now - timedelta(days=days)))
+    db.session.commit()
+    return result.rowcount or 0

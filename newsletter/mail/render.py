@@ -142,6 +142,31 @@ def _paragraphs(value: Any) -> Markup:
     )
 
 
+# A sentence ends at . ! or ? (maybe closed by a quote or bracket) before a space and a
+# capital or digit; "U.S. Senate" and "J. Smith" do not end one (a lone capital before the dot).
+_SENTENCE_END = re.compile(
+    r"(?<!\b[A-Z])[.!?][\"'\u201d\u2019)\]]?(?= +[\"'\u201c\u2018(]?[A-Z0-9])")
+
+
+def _excerpt(value: Any, length: int = 280) -> str:
+    """The first ``length`` characters of ``value`` (white space collapsed), cut cleanly.
+
+    Text that fits is returned whole. Otherwise the cut falls after the last complete
+    sentence that fits when that keeps at least half of ``length`` (`` …`` follows), else
+    after the last whole word (``…`` follows; a trailing comma or dash is dropped). The
+    result, ellipsis included, is never longer than ``length``; ``None`` or blank gives "".
+    """
+    text = " ".join(str(value or "").split())
+    if len(text) <= length:
+        return text
+    sentence_ends = [m.end() for m in _SENTENCE_END.finditer(text, 0, length - 2)]
+    if sentence_ends and sentence_ends[-1] >= length // 2:
+        return f"{text[:sentence_ends[-1]]} …"
+    window = text[:length]  # its last character gives way to the ellipsis
+    cut = window[:-1] if window.endswith(" ") or " " not in window else window.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:\u2013\u2014-") + "…"
+
+
 def _longdate(value: date | datetime) -> str:
     return f"{value.day} {value:%B %Y}"
 
@@ -173,7 +198,8 @@ class EmailRenderer:
             lstrip_blocks=True,
         )
         self._env.filters.update(
-            wrap=_wrap, paragraphs=_paragraphs, longdate=_longdate, join_words=_join_words
+            wrap=_wrap, paragraphs=_paragraphs, longdate=_longdate, join_words=_join_words,
+            excerpt=_excerpt,
         )
 
     def render(self, name: str, context: Mapping[str, Any]) -> RenderedEmail:

@@ -1,5 +1,67 @@
-"""The worker's scheduler (APScheduler 3.11) and its thin jobs."""
+"""The worker: APScheduler 3.11 runs the thin jobs, the sender runs the send loop.
 
-from newsletter.delivery.service import run_worker
+``build_scheduler`` says what runs when, and why each job's misfire settings are what they
+are. ``run_worker`` starts both and stops both.
+"""
 
-__all__ = ["run_worker"]
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from flask import Flask
+
+from newsletter.scheduler import jobs
+
+log = logging.getLogger(__name__)
+
+__all__ = ["build_scheduler", "run_worker"]
+
+
+def build_scheduler(app: Flask, *, poll_seconds: float = 10.0) -> BackgroundScheduler:
+    """A scheduler (not started) with the worker's jobs.
+
+    Every job: ``coalesce`` (runs missed while busy or asleep collapse into one),
+    ``max_instances=1`` (a slow run is never overlapped by the next), and no misfire limit
+    (``misfire_grace_time=None``: a late run still runs). Lateness is judged by the
+    services from the database, not by the scheduler: a digest due less than
+    ``NEWSLETTER_DIGEST_GRACE`` ago still goes out, once; older ones are skipped and
+    logged. Jobs live in memory: a restarted worker derives everything from the database,
+    so there is no job state to lose. The first run of each is at start.
+    """
+    scheduler = BackgroundScheduler(
+        timezone=UTC,
+        executors={"default": ThreadPoolExecutor(4)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+    )
+    now = datetime.now(UTC)
+    scheduler.add_job(jobs.compose_digests, "interval", minutes=1, args=[app],
+                      id="compose-digests", name="compose due digests", next_run_time=now)
+    scheduler.add_job(jobs.start_due_editions, "interval", seconds=poll_seconds, args=[app],
+                      id="start-due-editions", name="start scheduled editions",
+                      next_run_time=now)
+    scheduler.add_job(jobs.poll_feeds, "interval", minutes=1, args=[app], id="poll-feeds",
+                      name="poll feeds", next_run_time=now)
+    scheduler.add_job(jobs.housekeeping, "interval", hours=1, args=[app], id="housekeeping",
+                      name="housekeeping", next_run_time=now)
+    return scheduler
+
+
+def run_worker(app: Flask, stop: threading.Event, *, poll_seconds: float = 10.0) -> None:
+    """Run the scheduler and the sender until ``stop``.
+
+    The send loop is the sender's own (``delivery.sender``): it claims due deliveries,
+    queued and deferred alike, so retries need no job of their own.
+    """
+    from newsletter.delivery.service import make_sender
+
+    sender = make_sender(app)
+    scheduler = build_scheduler(app, poll_seconds=poll_seconds)
+    scheduler.start()
+    try:
+        sender.run(stop)
+    finally:
+        scheduler.shutdown(wait=True)

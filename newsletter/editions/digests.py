@@ -1,0 +1,399 @@
+"""Digests: every reader gets, at their own local time, what was published since their last.
+
+Contract of :func:`compose_due` (run every minute by the worker's scheduler):
+
+* a reader is due when their latest scheduled time (``schedule.latest_due``: local time,
+  IANA timezone, daily or weekly on their weekday; a paused reader from the day the pause
+  ends) has passed, came after they confirmed, and their digest for that local date has
+  not been handled yet (``readers.last_digest_on``);
+* due less than ``grace`` ago: they get the syntheses published since their previous
+  digest (``readers.digest_covered_until``; the first one reaches back a day, or a week for
+  weekly readers; never more than a week) in the topics they follow, grouped by topic in
+  their order, newest first, each synthesis once (under the first of its topics they
+  follow); premium topics only for paying readers; nothing at all when nothing is new;
+* due longer ago (a worker that was down): skipped and logged; the content waits for
+  their next digest, since only a digest that was sent moves ``digest_covered_until``.
+
+Readers due in the same UTC slot, on the same local date, with the same frequency and the
+same sections share one edition (rendered once); its idempotency key is (kind, local date,
+slot, frequency, hash of the sections). Each edition's reader updates and deliveries are
+one transaction, and a reader row moves only by compare-and-set from the values this run
+read, so a second worker, a restart or a crash between any two statements never gives a
+reader two digests for one date, and never loses one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.exc import IntegrityError
+
+from newsletter.content.models import Synthesis, SynthesisStatus, Topic
+from newsletter.db import db
+from newsletter.delivery.fanout import queue_readers
+from newsletter.editions import schedule
+from newsletter.editions.models import Edition, EditionKind, EditionStatus, EditionVariant
+from newsletter.editions.render import synthesis_dict
+from newsletter.editions.service import HTML, TEXT, add_variants
+from newsletter.subscribers.models import Reader, ReaderStatus, ReaderTopic, Suppression
+
+log = logging.getLogger(__name__)
+CHUNK = 2000  # ids per IN (...) list; far below every database's parameter limit
+
+Sections = tuple[tuple[int, tuple[int, ...]], ...]  # ((topic_id, (synthesis ids…)), …)
+
+
+@dataclass
+class ComposeResult:
+    due: int = 0            # readers whose digest time had come
+    queued: int = 0         # deliveries queued
+    empty: int = 0          # readers with nothing new (no email)
+    skipped: int = 0        # readers whose time passed longer ago than the grace
+    editions: list[int] = field(default_factory=list)  # editions that got readers this run
+
+
+@dataclass(frozen=True)
+class _Due:
+    reader_id: int
+    paid: bool
+    local_date: date
+    instant: datetime
+    frequency: str          # daily or weekly (paused readers whose pause ended: daily)
+    old_on: date | None     # the reader row as read: compare-and-set values
+    old_until: datetime | None
+
+
+def compose_due(mail, *, now: datetime, grace: timedelta, slot_minutes: int) -> ComposeResult:
+    """Queue the digests whose time has come; see the module docstring."""
+    result = ComposeResult()
+    fresh: list[_Due] = []
+    stale: list[_Due] = []
+    for plan in _plans():
+        due = schedule.latest_due(plan, now)
+        if due is None:
+            continue
+        for row in _unhandled_readers(plan, due):
+            if row.confirmed_at is not None and row.confirmed_at > due.instant:
+                continue  # subscribed after that time: their first digest is the next one
+            item = _Due(row.id, row.plan == "paid", due.local_date, due.instant,
+                        schedule.WEEKLY if plan.frequency == schedule.WEEKLY
+                        else schedule.DAILY, row.last_digest_on, row.digest_covered_until)
+            (fresh if now - due.instant < grace else stale).append(item)
+    if stale:
+        result.skipped = _mark_handled(stale)
+        log.warning("skipped %d digest(s) due more than %s ago (the worker was not running); "
+                    "their content goes in the readers' next digest", result.skipped, grace)
+    result.due = len(fresh)
+    _compose(mail, fresh, now=now, slot_minutes=slot_minutes, grace=grace, result=result,
+             prefix="digest")
+    return result
+
+
+def compose_now(mail, *, now: datetime, slot_minutes: int) -> ComposeResult:
+    """Compose and queue at once the digest each active reader would get next.
+
+    Their next digest is brought forward: it holds what was published since their last one
+    (or the usual first window), and today's scheduled digest is then already handled, so
+    nobody gets the same syntheses twice. Readers with nothing new get nothing; paused
+    readers are left alone.
+    """
+    rows = db.session.execute(
+        select(Reader.id, Reader.plan, Reader.timezone, Reader.frequency, Reader.paused_until,
+               Reader.last_digest_on, Reader.digest_covered_until)
+        .where(*_active()).order_by(Reader.id)).all()
+    items = []
+    for row in rows:
+        local_date = now.astimezone(schedule.zone(row.timezone)).date()
+        if row.frequency == schedule.PAUSED and (row.paused_until is None
+                                                 or row.paused_until > local_date):
+            continue
+        items.append(_Due(row.id, row.plan == "paid", local_date, now,
+                          schedule.WEEKLY if row.frequency == schedule.WEEKLY
+                          else schedule.DAILY, row.last_digest_on, row.digest_covered_until))
+    result = ComposeResult(due=len(items))
+    _compose(mail, items, now=now, slot_minutes=slot_minutes, grace=timedelta(0),
+             result=result, prefix="digest-now")
+    return result
+
+
+# -- name: digest-plans
+# Contract: the distinct schedules of readers who may get list mail. Schedules are few
+# (timezones × chosen times), so due dates are computed once per schedule, not per reader.
+def _plans() -> list[schedule.Plan]:
+    rows = db.session.execute(
+        select(Reader.timezone, Reader.delivery_minute, Reader.frequency, Reader.weekly_day)
+        .where(*_active()).distinct())
+    return [schedule.Plan(*row) for row in rows]
+
+
+def _active():
+    """Readers who may get list mail: confirmed, with an address, not suppressed."""
+    return (Reader.status == ReaderStatus.ACTIVE.value, Reader.email.is_not(None),
+            ~exists().where(Suppression.email_hash == Reader.email_hash))
+
+
+# -- name: digest-unhandled-readers
+# Contract: readers on this schedule whose digest for the due local date is not handled
+# yet, and who are not paused on that date. Suppressed readers are left out at queue time.
+def _unhandled_readers(plan: schedule.Plan, due: schedule.Due):
+    return db.session.execute(
+        select(Reader.id, Reader.plan, Reader.confirmed_at, Reader.last_digest_on,
+               Reader.digest_covered_until)
+        .where(*_active(), Reader.timezone == plan.timezone,
+               Reader.delivery_minute == plan.delivery_minute,
+               Reader.frequency == plan.frequency, Reader.weekly_day == plan.weekly_day,
+               (Reader.last_digest_on.is_(None)) | (Reader.last_digest_on < due.local_date),
+               ~((Reader.frequency == schedule.PAUSED)
+                 & (Reader.paused_until.is_(None) | (Reader.paused_until > due.local_date))))
+        .order_by(Reader.id)).all()
+
+
+def _compose(mail, items: list[_Due], *, now: datetime, slot_minutes: int, grace: timedelta,
+             result: ComposeResult, prefix: str) -> None:
+    if not items:
+        return
+    topics_of = _followed([item.reader_id for item in items])
+    since_of = {item.reader_id: _since(item) for item in items}
+    by_topic, syntheses = _recent(min(since_of.values()), now)
+    premium = set(db.session.scalars(select(Topic.id).where(Topic.premium.is_(True))))
+    groups: dict[tuple, list[_Due]] = defaultdict(list)
+    empty: list[_Due] = []
+    memo: dict[tuple, Sections] = {}
+    for item in items:
+        followed = tuple(t for t in topics_of.get(item.reader_id, ())
+                         if item.paid or t not in premium)
+        since = since_of[item.reader_id]
+        key = (followed, since)
+        if key not in memo:
+            memo[key] = _sections(followed, since, by_topic)
+        sections = memo[key]
+        if not sections:
+            empty.append(item)
+            continue
+        slot = schedule.floor_slot(item.instant, slot_minutes)
+        groups[(slot, item.local_date, item.frequency, sections)].append(item)
+    if empty:
+        result.empty = _mark_handled(empty)
+    topics = {t.id: t for t in db.session.scalars(select(Topic))}
+    for (slot, local_date, frequency, sections), members in sorted(
+            groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], _digest_hash(kv[0][3]))):
+        edition_id, queued = _write_group(
+            mail, members, prefix=prefix, slot=slot, local_date=local_date,
+            frequency=frequency, sections=sections, topics=topics, syntheses=syntheses,
+            now=now, open_until=slot + timedelta(minutes=slot_minutes) + grace)
+        result.queued += queued
+        if edition_id is not None and queued:
+            result.editions.append(edition_id)
+
+
+def _since(item: _Due) -> datetime:
+    floor = item.instant - schedule.MAX_LOOKBACK
+    since = item.old_until or item.instant - schedule.window(item.frequency)
+    return max(since, floor)
+
+
+def _followed(reader_ids: Sequence[int]) -> dict[int, list[int]]:
+    followed: dict[int, list[int]] = defaultdict(list)
+    for chunk in _chunks(reader_ids):
+        rows = db.session.execute(
+            select(ReaderTopic.reader_id, ReaderTopic.topic_id)
+            .where(ReaderTopic.reader_id.in_(chunk))
+            .order_by(ReaderTopic.reader_id, ReaderTopic.position, ReaderTopic.topic_id))
+        for reader_id, topic_id in rows:
+            followed[reader_id].append(topic_id)
+    return followed
+
+
+def _recent(since: datetime, until: datetime):
+    """Published syntheses in (since, until], newest first, by topic id."""
+    syntheses = list(db.session.scalars(
+        select(Synthesis).where(Synthesis.status == SynthesisStatus.PUBLISHED.value,
+                                Synthesis.published_at > since,
+                                Synthesis.published_at <= until)
+        .order_by(Synthesis.published_at.desc(), Synthesis.id.desc())))
+    by_topic: dict[int, list[Synthesis]] = defaultdict(list)
+    for synthesis in syntheses:
+        for topic in synthesis.topics:
+            by_topic[topic.id].append(synthesis)
+    return by_topic, {s.id: s for s in syntheses}
+
+
+def _sections(followed: Iterable[int], since: datetime, by_topic) -> Sections:
+    seen: set[int] = set()
+    sections = []
+    for topic_id in followed:
+        ids = []
+        for synthesis in by_topic.get(topic_id, ()):
+            if synthesis.published_at > since and synthesis.id not in seen:
+                seen.add(synthesis.id)
+                ids.append(synthesis.id)
+        if ids:
+            sections.append((topic_id, tuple(ids)))
+    return tuple(sections)
+
+
+def _digest_hash(sections: Sections) -> str:
+    return hashlib.sha256(json.dumps(sections).encode()).hexdigest()[:16]
+
+
+# -- name: digest-mark-handled
+# Contract: the readers' digest for that local date is handled without an email (nothing
+# new, or skipped as too late). The content covered stays where that digest would have
+# started, so what they did not get waits for their next digest. Compare-and-set: a row
+# changed since it was read is left for the next run.
+def _mark_handled(items: list[_Due]) -> int:
+    done = 0
+    for (local_date, old_on, old_until, since), members in _by_row_state(items).items():
+        for chunk in _chunks([m.reader_id for m in members]):
+            result = db.session.execute(
+                update(Reader).where(Reader.id.in_(chunk), *_unchanged(old_on, old_until))
+                .values(last_digest_on=local_date if old_on is None
+                        else max(old_on, local_date), digest_covered_until=since)
+                .execution_options(synchronize_session=False))
+            done += result.rowcount or 0
+    db.session.commit()
+    return done
+
+
+def _by_row_state(items: list[_Due]) -> dict[tuple, list[_Due]]:
+    """Readers by (local date, row as read, start of their content): one statement each."""
+    grouped: dict[tuple, list[_Due]] = defaultdict(list)
+    for item in items:
+        grouped[(item.local_date, item.old_on, item.old_until, _since(item))].append(item)
+    return grouped
+
+
+def _unchanged(old_on: date | None, old_until: datetime | None):
+    return (Reader.last_digest_on.is_not_distinct_from(old_on),
+            Reader.digest_covered_until.is_not_distinct_from(old_until))
+
+
+def _write_group(mail, members: list[_Due], *, prefix: str, slot: datetime, local_date: date,
+                 frequency: str, sections: Sections, topics: dict[int, Topic],
+                 syntheses: dict[int, Synthesis], now: datetime,
+                 open_until: datetime) -> tuple[int | None, int]:
+    """One edition for readers who share a digest; returns (edition id, deliveries queued).
+
+    One transaction: find or create the edition (unique idempotency key), move each
+    reader's schedule state by compare-and-set, queue a delivery for each reader moved. A
+    worker that loses the race for the key retries and finds the winner's edition; readers
+    the winner took are no longer unchanged, so they are not queued twice.
+    """
+    digest_hash = _digest_hash(sections)
+    key = f"{prefix}:{local_date.isoformat()}:{slot:%Y%m%dT%H%MZ}:{frequency}:{digest_hash}"
+    slug = (f"{local_date.isoformat()}-{frequency}-{prefix}-{slot:%H%M}-"
+            f"{digest_hash[:8]}")
+    content = _content(sections, topics, syntheses, frequency, local_date)
+    rendered = None
+    for attempt in range(2):
+        try:
+            edition = db.session.scalar(select(Edition).where(Edition.idempotency_key == key))
+            created = edition is None
+            if created:
+                if rendered is None:
+                    rendered = _render(mail, content, slug, sections, topics, syntheses)
+                edition = Edition(
+                    kind=EditionKind.DIGEST.value, subject=content["subject"],
+                    preheader=content["preheader"], status=EditionStatus.SENDING.value,
+                    content={k: v for k, v in content.items()
+                             if k not in ("subject", "preheader")},
+                    audience={"topics": [topics[t].slug for t, _ in sections], "tier": "all"},
+                    tracking=True, send_at=slot, slot_at=slot, open_until=open_until,
+                    idempotency_key=key, slug=slug, started_at=now)
+                db.session.add(edition)
+                db.session.flush()
+                variants = add_variants(edition, rendered, mail.config)
+            else:
+                variants = {v.key: v for v in db.session.scalars(
+                    select(EditionVariant).where(EditionVariant.edition_id == edition.id))}
+            if edition.status in (EditionStatus.CANCELLED.value, EditionStatus.FAILED.value):
+                db.session.rollback()
+                _mark_handled(members)  # an operator stopped this digest: no email
+                return None, 0
+            moved = _take_readers(members, covered_until=now)
+            if not moved:
+                db.session.rollback()  # another worker took them; leave no empty edition
+                return None, 0
+            queued = queue_readers(edition.id, moved, html_variant=variants[HTML].id,
+                                   text_variant=variants[TEXT].id, now=now)
+            if edition.status == EditionStatus.SENT.value:
+                # Readers added after the edition finished (only when open_until was
+                # shortened by hand): send them too.
+                edition.status = EditionStatus.SENDING.value
+            edition_id = edition.id
+            db.session.commit()
+            return edition_id, queued
+        except IntegrityError:
+            db.session.rollback()
+            if attempt:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# -- name: digest-take-readers
+# Contract: move each reader's schedule state (handled date, content covered until) from
+# the values read to the new ones; returns the ids that moved, the only ones to queue.
+def _take_readers(members: list[_Due], *, covered_until: datetime) -> list[int]:
+    moved: list[int] = []
+    for (local_date, old_on, old_until, _), group in _by_row_state(members).items():
+        new_on = local_date if old_on is None else max(old_on, local_date)
+        for chunk in _chunks([m.reader_id for m in group]):
+            moved += db.session.scalars(
+                update(Reader).where(Reader.id.in_(chunk), *_unchanged(old_on, old_until))
+                .values(last_digest_on=new_on, digest_covered_until=covered_until)
+                .returning(Reader.id).execution_options(synchronize_session=False))
+    return sorted(moved)
+
+
+def _content(sections: Sections, topics, syntheses, frequency: str, local_date: date) -> dict:
+    titles = [syntheses[i].title for _, ids in sections for i in ids]
+    count = len(titles)
+    more = f" and {count - 1} more" if count > 1 else ""
+    subject = f"{titles[0]}{more}"
+    if len(subject) > 300:
+        subject = subject[:297 - len(more)].rstrip() + "…" + more
+    names = [topics[t].name for t, _ in sections]
+    preheader = (f"{count} new in {', '.join(names)}" if count > 1
+                 else f"New in {names[0]}")[:300]
+    return {
+        "subject": subject, "preheader": preheader, "frequency": frequency,
+        "local_date": local_date.isoformat(),
+        "sections": [{"title": topics[t].name, "topic": topics[t].slug,
+                      "synthesis_ids": list(ids)} for t, ids in sections],
+        "body_html": "", "body_text": "",
+    }
+
+
+def _render(mail, content: dict, slug: str, sections: Sections, topics, syntheses):
+    config = mail.config
+    base = config["BASE_URL"].rstrip("/")
+    local_date = date.fromisoformat(content["local_date"])
+    return mail.renderer.render("digest", {
+        "publication": config["PUBLICATION_NAME"],
+        "base_url": base,
+        "postal_address": config["POSTAL_ADDRESS"],
+        "subject": content["subject"],
+        "preheader": content["preheader"],
+        "date_label": f"{local_date:%A} {local_date.day} {local_date:%B %Y}",
+        "frequency": content["frequency"],
+        "web_url": f"{base}/editions/{slug}",
+        "sections": [{"title": topics[t].name, "slug": topics[t].slug,
+                      "url": f"{base}/topics/{topics[t].slug}",
+                      "syntheses": [synthesis_dict(syntheses[i], base) for i in ids]}
+                     for t, ids in sections],
+        "count": sum(len(ids) for _, ids in sections),
+        "subscribed_to": "",
+    })
+
+
+def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
+    ids = list(ids)
+    for start in range(0, len(ids), CHUNK):
+        yield ids[start:start + CHUNK]

@@ -1,0 +1,101 @@
+"""When a reader's digest is due: local delivery times turned into UTC instants.
+
+Pure functions, no database. A reader's digest is due once per local date (daily) or once
+per local week on their weekday (weekly), at their local minute of the day in their IANA
+timezone. The instant is computed per local date with ``zoneinfo``, so it follows DST:
+07:00 in New York is 12:00 UTC in winter and 11:00 UTC in summer.
+
+Two DST edge cases, decided on purpose:
+
+* a local time that does not exist (the spring-forward gap, e.g. 02:30 on the March change
+  in New York) is read with the offset before the change, so it falls an hour later on
+  the wall clock (03:30): the reader still gets that day's digest, once;
+* a local time that happens twice (the autumn fall-back hour) is its first occurrence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DAILY, WEEKLY, PAUSED = "daily", "weekly", "paused"
+
+
+@lru_cache(maxsize=1024)
+def zone(name: str) -> ZoneInfo:
+    """The zone, or UTC for a name this system does not know (never fails a send run)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def local_instant(day: date, minute: int, tz: ZoneInfo) -> datetime:
+    """The UTC instant of ``minute`` past local midnight on ``day`` in ``tz``."""
+    local = datetime.combine(day, time(minute // 60, minute % 60), tzinfo=tz)
+    # fold=0: the first of a repeated hour; for a skipped hour, the pre-change offset.
+    return local.astimezone(UTC)
+
+
+def floor_slot(instant: datetime, slot_minutes: int) -> datetime:
+    """The start of the UTC slot of ``slot_minutes`` that holds ``instant``."""
+    epoch_minutes = int(instant.timestamp() // 60)
+    return datetime.fromtimestamp((epoch_minutes - epoch_minutes % slot_minutes) * 60, UTC)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The schedule fields that decide when a reader's digest is due."""
+
+    timezone: str
+    delivery_minute: int
+    frequency: str       # daily, weekly or paused (a paused reader is daily once it ends)
+    weekly_day: int      # 0 = Monday; used by weekly readers
+
+
+@dataclass(frozen=True)
+class Due:
+    """One scheduled digest: the reader's local date and the UTC instant it is due."""
+
+    local_date: date
+    instant: datetime
+
+
+def latest_due(plan: Plan, now: datetime) -> Due | None:
+    """The most recent scheduled digest at or before ``now`` (within the last 8 days)."""
+    tz = zone(plan.timezone)
+    today = now.astimezone(tz).date()
+    for back in range(8):
+        day = today - timedelta(days=back)
+        if plan.frequency == WEEKLY and day.weekday() != plan.weekly_day:
+            continue
+        instant = local_instant(day, plan.delivery_minute, tz)
+        if instant <= now:
+            return Due(day, instant)
+    return None
+
+
+def next_due(plan: Plan, now: datetime) -> Due:
+    """The first scheduled digest strictly after ``now``."""
+    tz = zone(plan.timezone)
+    today = now.astimezone(tz).date()
+    for ahead in range(9):
+        day = today + timedelta(days=ahead)
+        if plan.frequency == WEEKLY and day.weekday() != plan.weekly_day:
+            continue
+        instant = local_instant(day, plan.delivery_minute, tz)
+        if instant > now:
+            return Due(day, instant)
+    raise AssertionError("a weekly schedule repeats within 8 days")  # pragma: no cover
+
+
+def window(frequency: str) -> timedelta:
+    """How far back a reader's first digest reaches: a day, or a week for weekly readers."""
+    return timedelta(days=7) if frequency == WEEKLY else timedelta(days=1)
+
+
+# However long a reader went without a digest (a pause, a long outage), the next one never
+# reaches further back than this: a digest is news, not an archive.
+MAX_LOOKBACK = timedelta(days=7)

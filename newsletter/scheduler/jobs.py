@@ -1,0 +1,65 @@
+"""The worker's scheduled jobs: each opens an app context and calls one service.
+
+Every job is safe to run late, twice, or on several workers at once: its work is derived
+from the database and every change it makes is a compare-and-set or unique-keyed insert.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import Flask
+
+from newsletter.db import utcnow
+
+log = logging.getLogger(__name__)
+
+
+def compose_digests(app: Flask) -> None:
+    """Queue the digests whose readers' local time has come."""
+    from newsletter.editions.digests import compose_due
+    from newsletter.extensions import mail_setup
+
+    with app.app_context():
+        config = app.config
+        result = compose_due(mail_setup(), now=utcnow(),
+                             grace=timedelta(minutes=config["DIGEST_GRACE"]),
+                             slot_minutes=config["DIGEST_SLOT_MINUTES"])
+        if result.due or result.skipped:
+            log.info("digests: %d due, %d queued in %d edition(s), %d with nothing new, "
+                     "%d skipped as too late", result.due, result.queued,
+                     len(result.editions), result.empty, result.skipped)
+
+
+def start_due_editions(app: Flask) -> None:
+    """Start the scheduled special editions whose time has come."""
+    from newsletter.delivery.service import start_due_editions as start
+    from newsletter.extensions import mail_setup
+
+    with app.app_context():
+        started = start(mail_setup())
+        if started:
+            log.info("started scheduled edition(s) %s", started)
+
+
+def poll_feeds(app: Flask) -> None:
+    """Poll the feeds whose interval has passed."""
+    from newsletter.content.feeds import poll_due
+
+    with app.app_context():
+        poll_due(utcnow(), timedelta(minutes=app.config["FEEDS_POLL_MINUTES"]))
+
+
+def housekeeping(app: Flask) -> None:
+    """Delete never-confirmed addresses and old tracking detail."""
+    from newsletter.delivery.tracking import prune_events
+    from newsletter.subscribers.retention import expire_unconfirmed
+
+    with app.app_context():
+        now = utcnow()
+        expired = expire_unconfirmed(now, app.config["UNCONFIRMED_DAYS"])
+        pruned = prune_events(now, app.config["TRACKING_RETENTION_DAYS"])
+        if expired or pruned:
+            log.info("housekeeping: %d unconfirmed address(es) deleted, %d tracking "
+                     "event(s) pruned", expired, pruned)

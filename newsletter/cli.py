@@ -73,8 +73,11 @@ def serve(host: str, port: int) -> None:
 @click.option("--if-empty", is_flag=True, help="Do nothing when syntheses exist already.")
 @with_appcontext
 def seed_demo_command(if_empty: bool) -> None:
-    """Load the demo topics and syntheses."""
+    """Load the demo topics and syntheses, and four demo readers whose digest times are a
+    few minutes from now (in London, New York, Shanghai and UTC)."""
     from newsletter.content.demo import database_is_empty, seed_demo
+    from newsletter.extensions import reader_services
+    from newsletter.subscribers.demo import DEMO_READERS, seed_demo_readers
 
     if if_empty and not database_is_empty():
         click.echo("Content exists already; demo content not loaded.")
@@ -82,6 +85,10 @@ def seed_demo_command(if_empty: bool) -> None:
     counts = seed_demo()
     click.echo(f"Demo content: {counts['topics']} topics added, {counts['created']} syntheses "
                f"created, {counts['updated']} updated, {counts['unchanged']} unchanged.")
+    readers = seed_demo_readers(reader_services())
+    click.echo(f"Demo readers: {readers} added ({', '.join(r[0] for r in DEMO_READERS)}); "
+               "their digests reach the outbox within 15 minutes while a worker runs "
+               "(`make run` runs one), or at once with `newsletter digest --now --send`.")
 
 
 @commands.command("import")
@@ -201,7 +208,10 @@ def edition_group() -> None:
 
 @edition_group.command("create")
 @click.option("--subject", required=True)
-@click.option("--preheader", default="")
+@click.option("--preheader", default="",
+              help="Inbox preview text (default for --markdown: the first paragraph).")
+@click.option("--markdown", "markdown_file", type=click.File("rb"), default=None,
+              help="Markdown file with the edition's body ('-' reads standard input).")
 @click.option("--synthesis", "slugs", multiple=True, help="Slug of a synthesis to include.")
 @click.option("--topics", default="", help="Comma-separated audience topic slugs (default all).")
 @click.option("--tier", type=click.Choice(["all", "paid"]), default="all")
@@ -209,26 +219,15 @@ def edition_group() -> None:
 @click.option("--send-at", default=None,
               help="ISO 8601 time with offset, or 'now': schedule it (workers start it).")
 @with_appcontext
-def edition_create(subject, preheader, slugs, topics, tier, no_tracking, send_at) -> None:
-    """Create a special edition from published syntheses (a draft unless --send-at); prints
-    its id."""
-    from datetime import datetime
-
-    from newsletter.db import utcnow
-
-    when = None
-    if send_at:
-        try:
-            when = utcnow() if send_at == "now" else datetime.fromisoformat(
-                send_at.replace("Z", "+00:00"))
-        except ValueError:
-            raise click.BadParameter("use ISO 8601 with an offset, or 'now'",
-                                     param_hint="--send-at") from None
-        if when.tzinfo is None:
-            raise click.BadParameter("needs a timezone offset, e.g. 2026-12-01T07:00:00Z",
-                                     param_hint="--send-at")
+def edition_create(subject, preheader, markdown_file, slugs, topics, tier, no_tracking,
+                   send_at) -> None:
+    """Create a special edition from a Markdown body and/or published syntheses (a draft
+    unless --send-at); prints its id. Nothing is created when any input is wrong."""
+    when = _parse_send_at(send_at)
     from newsletter.content import service as content
     from newsletter.editions import service as editions
+    from newsletter.editions.markdown import MAX_BYTES
+    from newsletter.editions.specials import create_special
     from newsletter.validation import InvalidInput
 
     ids = []
@@ -237,15 +236,51 @@ def edition_create(subject, preheader, slugs, topics, tier, no_tracking, send_at
         if synthesis is None:
             raise click.ClickException(f"no published synthesis with slug {slug!r}")
         ids.append(synthesis.id)
+    sections = [{"title": subject, "synthesis_ids": ids}] if ids else []
+    audience = [t.strip() for t in topics.split(",") if t.strip()]
     try:
-        edition = editions.create_edition(
-            subject=subject, preheader=preheader,
-            sections=[{"title": subject, "synthesis_ids": ids}] if ids else [],
-            topics=[t.strip() for t in topics.split(",") if t.strip()], tier=tier,
-            tracking=not no_tracking, send_at=when)
+        if markdown_file is not None:
+            # One byte more than the limit is enough to know the file is too large.
+            source = markdown_file.read(MAX_BYTES + 1)
+            edition = create_special(subject, source, topics=audience, tier=tier,
+                                     send_at=when, preheader=preheader, sections=sections,
+                                     tracking=not no_tracking)
+        else:
+            edition = editions.create_edition(
+                subject=subject, preheader=preheader, sections=sections, topics=audience,
+                tier=tier, tracking=not no_tracking, send_at=when)
     except InvalidInput as exc:
-        raise click.ClickException(str(exc)) from None
+        name = getattr(markdown_file, "name", "")
+        raise click.ClickException(
+            "; ".join(f"{name}: {e.message}" if e.field == "markdown" and name else str(e)
+                      for e in exc.errors)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {markdown_file.name}: {exc}") from None
     click.echo(edition.id)
+    state = (f"scheduled for {edition.send_at.isoformat(timespec='minutes')}"
+             if edition.send_at else "draft")
+    click.echo(f"Edition {edition.id} created ({state}); web version /editions/{edition.slug}",
+               err=True)
+
+
+def _parse_send_at(send_at: str | None):
+    """``--send-at``: None, 'now', or an ISO 8601 time with an offset (else a usage error)."""
+    from datetime import datetime
+
+    from newsletter.db import utcnow
+
+    if not send_at:
+        return None
+    try:
+        when = utcnow() if send_at == "now" else datetime.fromisoformat(
+            send_at.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter("use ISO 8601 with an offset, or 'now'",
+                                 param_hint="--send-at") from None
+    if when.tzinfo is None:
+        raise click.BadParameter("needs a timezone offset, e.g. 2026-12-01T07:00:00Z",
+                                 param_hint="--send-at")
+    return when
 
 
 def _edition_action(action: str, edition_id: int) -> None:

@@ -17,6 +17,7 @@ def register_web(app: Flask) -> None:
     from newsletter.web.api import subscribers  # noqa: F401 - routes on the api blueprint
     from newsletter.web.api.views import bp as api_bp
     from newsletter.web.hooks.views import bp as hooks_bp
+    from newsletter.web.public.editions import bp as editions_bp
     from newsletter.web.public.feeds import bp as feeds_bp
     from newsletter.web.public.readers import bp as readers_bp
     from newsletter.web.public.tracking import bp as tracking_bp
@@ -24,6 +25,7 @@ def register_web(app: Flask) -> None:
 
     app.register_blueprint(public_bp)
     app.register_blueprint(readers_bp)
+    app.register_blueprint(editions_bp)
     app.register_blueprint(tracking_bp)
     app.register_blueprint(hooks_bp)
     app.register_blueprint(feeds_bp)

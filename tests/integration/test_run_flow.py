@@ -27,6 +27,18 @@ def _newsletter(*args: str, env: dict) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+def _wait_for_messages(outbox: Path, n: int) -> list[str]:
+    """The subjects in the outbox once it holds ``n`` messages (or after 30 s)."""
+    import email
+    import email.policy
+
+    deadline = time.monotonic() + 30
+    while len(list(outbox.glob("*.eml"))) < n and time.monotonic() < deadline:
+        time.sleep(0.3)
+    return [email.message_from_bytes(path.read_bytes(), policy=email.policy.default)["Subject"]
+            for path in sorted(outbox.glob("*.eml"))]
+
+
 @pytest.mark.skipif(bool(os.environ.get("NEWSLETTER_TEST_DATABASE_URL")),
                     reason="make run uses the embedded SQLite database; covered by the SQLite lane")
 def test_upgrade_seed_and_serve_like_make_run(tmp_path):
@@ -74,12 +86,20 @@ def test_upgrade_seed_and_serve_like_make_run(tmp_path):
                               "--synthesis", slug, "--send-at", "now", env=env)
         assert created.returncode == 0, created.stderr
         outbox = tmp_path / "instance" / "outbox"
-        deadline = time.monotonic() + 30
-        while not list(outbox.glob("*.eml")) and time.monotonic() < deadline:
-            time.sleep(0.3)
-        messages = list(outbox.glob("*.eml"))
-        assert len(messages) == 1, "the in-process sender sent the edition"
-        assert b"Subject: Run test edition" in messages[0].read_bytes()
+        # The four demo readers and the API's reader, all confirmed.
+        subjects = _wait_for_messages(outbox, 5)
+        assert subjects.count("Run test edition") == 5, "the in-process sender sent it"
+
+        # Digests: the demo readers' times are minutes away; --now brings them forward,
+        # and the in-process worker sends them.
+        composed = _newsletter("digest", "--now", env=env)
+        assert composed.returncode == 0, composed.stderr
+        assert "5 reader(s): 5 digest(s) queued" in composed.stdout
+        subjects = _wait_for_messages(outbox, 10)
+        assert len(subjects) == 10
+        digests = [m for m in outbox.glob("*.eml") if b"List-Id: Modelwire <digest." in
+                   m.read_bytes()]
+        assert len(digests) == 5
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -54,7 +54,7 @@ def upgrade():
     with op.batch_alter_table('readers', schema=None) as batch_op:
         batch_op.add_column(sa.Column('last_digest_on', sa.Date(), nullable=True))
         batch_op.add_column(sa.Column('digest_covered_until', newsletter.db.UTCDateTime(timezone=True), nullable=True))
-        batch_op.create_index('ix_readers_schedule', ['timezone', 'delivery_minute'], unique=False)
+        batch_op.create_index('ix_readers_schedule', ['timezone', 'delivery_minute', 'frequency', 'weekly_day', 'last_digest_on'], unique=False)
 
     # ### end Alembic commands ###
 

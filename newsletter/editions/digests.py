@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.content.models import Synthesis, SynthesisStatus, Topic
@@ -57,6 +57,12 @@ class ComposeResult:
     empty: int = 0          # readers with nothing new (no email)
     skipped: int = 0        # readers whose time passed longer ago than the grace
     editions: list[int] = field(default_factory=list)  # editions that got readers this run
+
+
+@dataclass(frozen=True)
+class _TopicInfo:
+    name: str
+    slug: str
 
 
 @dataclass(frozen=True)
@@ -124,12 +130,13 @@ def compose_now(mail, *, now: datetime, slot_minutes: int) -> ComposeResult:
 
 
 # -- name: digest-plans
-# Contract: the distinct schedules of readers who may get list mail. Schedules are few
-# (timezones × chosen times), so due dates are computed once per schedule, not per reader.
+# Contract: the distinct schedules of all readers (a covering scan of ix_readers_schedule).
+# Schedules are few (timezones × chosen times), so due dates are computed once per
+# schedule, not per reader; schedules of readers who get nothing cost one empty lookup.
 def _plans() -> list[schedule.Plan]:
     rows = db.session.execute(
         select(Reader.timezone, Reader.delivery_minute, Reader.frequency, Reader.weekly_day)
-        .where(*_active()).distinct())
+        .distinct())
     return [schedule.Plan(*row) for row in rows]
 
 
@@ -140,19 +147,24 @@ def _active():
 
 
 # -- name: digest-unhandled-readers
-# Contract: readers on this schedule whose digest for the due local date is not handled
-# yet, and who are not paused on that date. Suppressed readers are left out at queue time.
+# Contract: active readers on this schedule whose digest for the due local date is not
+# handled yet, and who are not paused on that date. Two index ranges on
+# ix_readers_schedule (handled before that date; never handled), so once a schedule's
+# readers are handled for the day, looking again costs nothing.
 def _unhandled_readers(plan: schedule.Plan, due: schedule.Due):
-    return db.session.execute(
-        select(Reader.id, Reader.plan, Reader.confirmed_at, Reader.last_digest_on,
+    columns = (Reader.id, Reader.plan, Reader.confirmed_at, Reader.last_digest_on,
                Reader.digest_covered_until)
-        .where(*_active(), Reader.timezone == plan.timezone,
-               Reader.delivery_minute == plan.delivery_minute,
-               Reader.frequency == plan.frequency, Reader.weekly_day == plan.weekly_day,
-               (Reader.last_digest_on.is_(None)) | (Reader.last_digest_on < due.local_date),
-               ~((Reader.frequency == schedule.PAUSED)
-                 & (Reader.paused_until.is_(None) | (Reader.paused_until > due.local_date))))
-        .order_by(Reader.id)).all()
+    same_plan = (Reader.timezone == plan.timezone,
+                 Reader.delivery_minute == plan.delivery_minute,
+                 Reader.frequency == plan.frequency, Reader.weekly_day == plan.weekly_day)
+    not_paused = ~((Reader.frequency == schedule.PAUSED)
+                   & (Reader.paused_until.is_(None) | (Reader.paused_until > due.local_date)))
+    query = union_all(
+        select(*columns).where(*same_plan, Reader.last_digest_on < due.local_date,
+                               *_active(), not_paused),
+        select(*columns).where(*same_plan, Reader.last_digest_on.is_(None), *_active(),
+                               not_paused))
+    return sorted(db.session.execute(query).all(), key=lambda row: row.id)
 
 
 def _compose(mail, items: list[_Due], *, now: datetime, slot_minutes: int, grace: timedelta,
@@ -161,7 +173,7 @@ def _compose(mail, items: list[_Due], *, now: datetime, slot_minutes: int, grace
         return
     topics_of = _followed([item.reader_id for item in items])
     since_of = {item.reader_id: _since(item) for item in items}
-    by_topic, syntheses = _recent(min(since_of.values()), now)
+    by_topic, syntheses = _recent(min(since_of.values()), now, mail.config["BASE_URL"])
     premium = set(db.session.scalars(select(Topic.id).where(Topic.premium.is_(True))))
     groups: dict[tuple, list[_Due]] = defaultdict(list)
     empty: list[_Due] = []
@@ -181,7 +193,7 @@ def _compose(mail, items: list[_Due], *, now: datetime, slot_minutes: int, grace
         groups[(slot, item.local_date, item.frequency, sections)].append(item)
     if empty:
         result.empty = _mark_handled(empty)
-    topics = {t.id: t for t in db.session.scalars(select(Topic))}
+    topics = {t.id: _TopicInfo(t.name, t.slug) for t in db.session.scalars(select(Topic))}
     for (slot, local_date, frequency, sections), members in sorted(
             groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], _digest_hash(kv[0][3]))):
         edition_id, queued = _write_group(
@@ -211,18 +223,20 @@ def _followed(reader_ids: Sequence[int]) -> dict[int, list[int]]:
     return followed
 
 
-def _recent(since: datetime, until: datetime):
-    """Published syntheses in (since, until], newest first, by topic id."""
-    syntheses = list(db.session.scalars(
+def _recent(since: datetime, until: datetime, base_url: str):
+    """Published syntheses in (since, until], newest first: by topic id, and as the
+    template's plain dicts by id (plain data: the per-edition commits expire ORM objects)."""
+    rows = list(db.session.scalars(
         select(Synthesis).where(Synthesis.status == SynthesisStatus.PUBLISHED.value,
                                 Synthesis.published_at > since,
                                 Synthesis.published_at <= until)
         .order_by(Synthesis.published_at.desc(), Synthesis.id.desc())))
-    by_topic: dict[int, list[Synthesis]] = defaultdict(list)
-    for synthesis in syntheses:
+    syntheses = {s.id: synthesis_dict(s, base_url) for s in rows}
+    by_topic: dict[int, list[dict]] = defaultdict(list)
+    for synthesis in rows:
         for topic in synthesis.topics:
-            by_topic[topic.id].append(synthesis)
-    return by_topic, {s.id: s for s in syntheses}
+            by_topic[topic.id].append(syntheses[synthesis.id])
+    return by_topic, syntheses
 
 
 def _sections(followed: Iterable[int], since: datetime, by_topic) -> Sections:
@@ -231,9 +245,9 @@ def _sections(followed: Iterable[int], since: datetime, by_topic) -> Sections:
     for topic_id in followed:
         ids = []
         for synthesis in by_topic.get(topic_id, ()):
-            if synthesis.published_at > since and synthesis.id not in seen:
-                seen.add(synthesis.id)
-                ids.append(synthesis.id)
+            if synthesis["published_at"] > since and synthesis["id"] not in seen:
+                seen.add(synthesis["id"])
+                ids.append(synthesis["id"])
         if ids:
             sections.append((topic_id, tuple(ids)))
     return tuple(sections)
@@ -276,8 +290,8 @@ def _unchanged(old_on: date | None, old_until: datetime | None):
 
 
 def _write_group(mail, members: list[_Due], *, prefix: str, slot: datetime, local_date: date,
-                 frequency: str, sections: Sections, topics: dict[int, Topic],
-                 syntheses: dict[int, Synthesis], now: datetime,
+                 frequency: str, sections: Sections, topics: dict[int, _TopicInfo],
+                 syntheses: dict[int, dict], now: datetime,
                  open_until: datetime) -> tuple[int | None, int]:
     """One edition for readers who share a digest; returns (edition id, deliveries queued).
 
@@ -353,7 +367,7 @@ def _take_readers(members: list[_Due], *, covered_until: datetime) -> list[int]:
 
 
 def _content(sections: Sections, topics, syntheses, frequency: str, local_date: date) -> dict:
-    titles = [syntheses[i].title for _, ids in sections for i in ids]
+    titles = [syntheses[i]["title"] for _, ids in sections for i in ids]
     count = len(titles)
     more = f" and {count - 1} more" if count > 1 else ""
     subject = f"{titles[0]}{more}"
@@ -386,7 +400,7 @@ def _render(mail, content: dict, slug: str, sections: Sections, topics, synthese
         "web_url": f"{base}/editions/{slug}",
         "sections": [{"title": topics[t].name, "slug": topics[t].slug,
                       "url": f"{base}/topics/{topics[t].slug}",
-                      "syntheses": [synthesis_dict(syntheses[i], base) for i in ids]}
+                      "syntheses": [syntheses[i] for i in ids]}
                      for t, ids in sections],
         "count": sum(len(ids) for _, ids in sections),
         "subscribed_to": "",

@@ -92,7 +92,8 @@ class Reader(Base):
                         name="delivery_minute_range"),
         CheckConstraint("weekly_day >= 0 AND weekly_day <= 6", name="weekly_day_range"),
         Index("ix_readers_status", "status"),
-        Index("ix_readers_schedule", "timezone", "delivery_minute"),
+        Index("ix_readers_schedule", "timezone", "delivery_minute", "frequency", "weekly_day",
+              "last_digest_on"),
     )
 
     @property

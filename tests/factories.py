@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,5 +51,13 @@ def synthesis_payload(**overrides: Any) -> dict[str, Any]:
     return payload
 
 
-def make_synthesis(**overrides: Any):
-    return ingest(synthesis_payload(**overrides)).synthesis
+def make_synthesis(listed_at: datetime | None = None, **overrides: Any):
+    """A synthesis through the real ingest. With ``published_at`` given, it counts as listed
+    (visible to readers) at that time, as if ingested then; ``listed_at`` overrides that
+    (a back-dated or late one)."""
+    synthesis = ingest(synthesis_payload(**overrides)).synthesis
+    when = listed_at or (synthesis.published_at if "published_at" in overrides else None)
+    if when is not None and synthesis.listed_at is not None:
+        synthesis.listed_at = when
+        db.session.commit()
+    return synthesis

@@ -51,6 +51,12 @@ def upgrade():
         batch_op.add_column(sa.Column('open_until', newsletter.db.UTCDateTime(timezone=True), nullable=True))
         batch_op.create_unique_constraint(batch_op.f('uq_editions_slug'), ['slug'])
 
+    with op.batch_alter_table('syntheses', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('listed_at', newsletter.db.UTCDateTime(timezone=True), nullable=True))
+        batch_op.create_index('ix_syntheses_listed_at', ['listed_at'], unique=False)
+    # What is published already was listed when it was published.
+    op.execute("UPDATE syntheses SET listed_at = published_at WHERE status = 'published'")
+
     with op.batch_alter_table('readers', schema=None) as batch_op:
         batch_op.add_column(sa.Column('last_digest_on', sa.Date(), nullable=True))
         batch_op.add_column(sa.Column('digest_covered_until', newsletter.db.UTCDateTime(timezone=True), nullable=True))
@@ -71,6 +77,10 @@ def downgrade():
         batch_op.drop_column('open_until')
         batch_op.drop_column('slot_at')
         batch_op.drop_column('slug')
+
+    with op.batch_alter_table('syntheses', schema=None) as batch_op:
+        batch_op.drop_index('ix_syntheses_listed_at')
+        batch_op.drop_column('listed_at')
 
     op.drop_table('feed_entries')
     op.drop_table('feeds')

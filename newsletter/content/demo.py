@@ -43,7 +43,13 @@ def seed_demo(now: datetime | None = None) -> dict[str, int]:
     for item in data["syntheses"]:
         payload = {k: v for k, v in item.items() if k != "hours_ago"}
         payload["published_at"] = (now - timedelta(hours=item["hours_ago"])).isoformat()
-        outcome = ingest(payload).outcome
+        result = ingest(payload)
+        if result.outcome is Outcome.CREATED:
+            # Demo pieces count as listed when they were "published", hours ago, so the
+            # demo readers' first digests hold the last day's, not all of them.
+            result.synthesis.listed_at = result.synthesis.published_at
+            db.session.commit()
+        outcome = result.outcome
         counts[outcome.value if outcome is not Outcome.CREATED else "created"] += 1
     return counts
 

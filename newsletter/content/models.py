@@ -69,6 +69,10 @@ class Synthesis(Base):
     source_url: Mapped[str] = mapped_column(String(2000))
     status: Mapped[str] = mapped_column(String(20), default=SynthesisStatus.PUBLISHED.value)
     published_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # When it became visible to readers: set once, the first time it is published, to the
+    # later of that moment and ``published_at``. Only moves forward (unlike published_at,
+    # which a back-dated entry or a late draft can set in the past), so digests select by it.
+    listed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -76,7 +80,8 @@ class Synthesis(Base):
         secondary=synthesis_topics, order_by=Topic.position, lazy="selectin"
     )
 
-    __table_args__ = (Index("ix_syntheses_status_published_at", "status", "published_at"),)
+    __table_args__ = (Index("ix_syntheses_status_published_at", "status", "published_at"),
+                      Index("ix_syntheses_listed_at", "listed_at"))
 
     @property
     def topic_names(self) -> list[str]:

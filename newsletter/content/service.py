@@ -93,6 +93,8 @@ def _apply(synthesis: Synthesis, data: SynthesisInput, topics: list[Topic]) -> b
     if [t.id for t in synthesis.topics] != [t.id for t in topics]:
         synthesis.topics = topics
         changed = True
+    if synthesis.status == SynthesisStatus.PUBLISHED.value and synthesis.listed_at is None:
+        synthesis.listed_at = max(utcnow(), synthesis.published_at)
     return changed
 
 

@@ -32,11 +32,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import exists, select, union_all, update
+from sqlalchemy import bindparam, exists, select, text, union_all, update
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.content.models import Synthesis, SynthesisStatus, Topic
-from newsletter.db import db
+from newsletter.db import UTCDateTime, db
 from newsletter.delivery.fanout import queue_readers
 from newsletter.editions import schedule
 from newsletter.editions.models import Edition, EditionKind, EditionStatus, EditionVariant
@@ -46,6 +46,12 @@ from newsletter.subscribers.models import Reader, ReaderStatus, ReaderTopic, Sup
 
 log = logging.getLogger(__name__)
 CHUNK = 2000  # ids per IN (...) list; far below every database's parameter limit
+# A digest covers what was listed until a few seconds before it was composed, so a
+# synthesis whose (short) ingest transaction was still open then goes in the next one.
+LISTING_MARGIN = timedelta(seconds=10)
+# A digest edition that takes a reader stays open at least this long after, so finishing
+# it (editions.open_until) can never race with adding a reader to it.
+OPEN_MARGIN = timedelta(minutes=10)
 
 Sections = tuple[tuple[int, tuple[int, ...]], ...]  # ((topic_id, (synthesis ids…)), …)
 
@@ -74,6 +80,7 @@ class _Due:
     frequency: str          # daily or weekly (paused readers whose pause ended: daily)
     old_on: date | None     # the reader row as read: compare-and-set values
     old_until: datetime | None
+    label_date: date        # the reader's local date when it goes out (shown in the email)
 
 
 def compose_due(mail, *, now: datetime, grace: timedelta, slot_minutes: int) -> ComposeResult:
@@ -90,12 +97,14 @@ def compose_due(mail, *, now: datetime, grace: timedelta, slot_minutes: int) -> 
                 continue  # subscribed after that time: their first digest is the next one
             item = _Due(row.id, row.plan == "paid", due.local_date, due.instant,
                         schedule.WEEKLY if plan.frequency == schedule.WEEKLY
-                        else schedule.DAILY, row.last_digest_on, row.digest_covered_until)
+                        else schedule.DAILY, row.last_digest_on, row.digest_covered_until,
+                        due.local_date)
             (fresh if now - due.instant < grace else stale).append(item)
     if stale:
         result.skipped = _mark_handled(stale)
         log.warning("skipped %d digest(s) due more than %s ago (the worker was not running); "
-                    "their content goes in the readers' next digest", result.skipped, grace)
+                    "their content goes in the readers' next digest (up to %s back)",
+                    result.skipped, grace, schedule.lookback(schedule.DAILY))
     result.due = len(fresh)
     _compose(mail, fresh, now=now, slot_minutes=slot_minutes, grace=grace, result=result,
              prefix="digest")
@@ -106,23 +115,32 @@ def compose_now(mail, *, now: datetime, slot_minutes: int) -> ComposeResult:
     """Compose and queue at once the digest each active reader would get next.
 
     Their next digest is brought forward: it holds what was published since their last one
-    (or the usual first window), and today's scheduled digest is then already handled, so
-    nobody gets the same syntheses twice. Readers with nothing new get nothing; paused
-    readers are left alone.
+    (or the usual first window), and it counts as the digest of their next delivery date
+    (today if their time is still ahead, else their next day or week), so nobody gets two
+    digests for one date nor the same syntheses twice. Readers with nothing new get
+    nothing; paused readers are left alone.
     """
     rows = db.session.execute(
-        select(Reader.id, Reader.plan, Reader.timezone, Reader.frequency, Reader.paused_until,
+        select(Reader.id, Reader.plan, Reader.timezone, Reader.delivery_minute,
+               Reader.frequency, Reader.weekly_day, Reader.paused_until,
                Reader.last_digest_on, Reader.digest_covered_until)
         .where(*_active()).order_by(Reader.id)).all()
     items = []
     for row in rows:
-        local_date = now.astimezone(schedule.zone(row.timezone)).date()
+        today = now.astimezone(schedule.zone(row.timezone)).date()
         if row.frequency == schedule.PAUSED and (row.paused_until is None
-                                                 or row.paused_until > local_date):
+                                                 or row.paused_until > today):
             continue
-        items.append(_Due(row.id, row.plan == "paid", local_date, now,
+        plan = schedule.Plan(row.timezone, row.delivery_minute, row.frequency, row.weekly_day)
+        upcoming = schedule.next_due(plan, now).local_date
+        if row.last_digest_on is not None and row.last_digest_on >= upcoming:
+            upcoming = schedule.next_due(
+                plan, schedule.local_instant(row.last_digest_on, row.delivery_minute,
+                                             schedule.zone(row.timezone))).local_date
+        items.append(_Due(row.id, row.plan == "paid", upcoming, now,
                           schedule.WEEKLY if row.frequency == schedule.WEEKLY
-                          else schedule.DAILY, row.last_digest_on, row.digest_covered_until))
+                          else schedule.DAILY, row.last_digest_on, row.digest_covered_until,
+                          today))
     result = ComposeResult(due=len(items))
     _compose(mail, items, now=now, slot_minutes=slot_minutes, grace=timedelta(0),
              result=result, prefix="digest-now")
@@ -136,7 +154,8 @@ def compose_now(mail, *, now: datetime, slot_minutes: int) -> ComposeResult:
 def _plans() -> list[schedule.Plan]:
     rows = db.session.execute(
         select(Reader.timezone, Reader.delivery_minute, Reader.frequency, Reader.weekly_day)
-        .distinct())
+        .distinct().order_by(Reader.timezone, Reader.delivery_minute, Reader.frequency,
+                             Reader.weekly_day))
     return [schedule.Plan(*row) for row in rows]
 
 
@@ -173,7 +192,8 @@ def _compose(mail, items: list[_Due], *, now: datetime, slot_minutes: int, grace
         return
     topics_of = _followed([item.reader_id for item in items])
     since_of = {item.reader_id: _since(item) for item in items}
-    by_topic, syntheses = _recent(min(since_of.values()), now, mail.config["BASE_URL"])
+    until = now - LISTING_MARGIN
+    by_topic, syntheses = _recent(min(since_of.values()), until, mail.config["BASE_URL"])
     premium = set(db.session.scalars(select(Topic.id).where(Topic.premium.is_(True))))
     groups: dict[tuple, list[_Due]] = defaultdict(list)
     empty: list[_Due] = []
@@ -182,31 +202,37 @@ def _compose(mail, items: list[_Due], *, now: datetime, slot_minutes: int, grace
         followed = tuple(t for t in topics_of.get(item.reader_id, ())
                          if item.paid or t not in premium)
         since = since_of[item.reader_id]
-        key = (followed, since)
+        first = item.old_until is None
+        key = (followed, since, first)
         if key not in memo:
-            memo[key] = _sections(followed, since, by_topic)
+            memo[key] = _sections(followed, since, by_topic, first=first)
         sections = memo[key]
         if not sections:
             empty.append(item)
             continue
         slot = schedule.floor_slot(item.instant, slot_minutes)
-        groups[(slot, item.local_date, item.frequency, sections)].append(item)
+        groups[(slot, item.label_date, item.frequency, sections)].append(item)
     if empty:
         result.empty = _mark_handled(empty)
     topics = {t.id: _TopicInfo(t.name, t.slug) for t in db.session.scalars(select(Topic))}
-    for (slot, local_date, frequency, sections), members in sorted(
+    for (slot, label_date, frequency, sections), members in sorted(
             groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], _digest_hash(kv[0][3]))):
         edition_id, queued = _write_group(
-            mail, members, prefix=prefix, slot=slot, local_date=local_date,
+            mail, members, prefix=prefix, slot=slot, local_date=label_date,
             frequency=frequency, sections=sections, topics=topics, syntheses=syntheses,
-            now=now, open_until=slot + timedelta(minutes=slot_minutes) + grace)
+            now=now, covered_until=until,
+            open_until=max(slot + timedelta(minutes=slot_minutes) + grace,
+                           now + OPEN_MARGIN))
         result.queued += queued
         if edition_id is not None and queued:
             result.editions.append(edition_id)
 
 
 def _since(item: _Due) -> datetime:
-    floor = item.instant - schedule.MAX_LOOKBACK
+    """Where the reader's digest starts: their last digest's end (by listing time), or for
+    a first digest the usual window (by publication time); never further back than the
+    frequency's lookback."""
+    floor = item.instant - schedule.lookback(item.frequency)
     since = item.old_until or item.instant - schedule.window(item.frequency)
     return max(since, floor)
 
@@ -224,14 +250,17 @@ def _followed(reader_ids: Sequence[int]) -> dict[int, list[int]]:
 
 
 def _recent(since: datetime, until: datetime, base_url: str):
-    """Published syntheses in (since, until], newest first: by topic id, and as the
-    template's plain dicts by id (plain data: the per-edition commits expire ORM objects)."""
+    """Syntheses listed (made visible) in (since, until], newest first: by topic id, and as
+    the template's plain dicts by id (plain data: the per-edition commits expire ORM
+    objects). ``listed_at >= published_at``, so this holds every synthesis published in
+    the window too."""
     rows = list(db.session.scalars(
         select(Synthesis).where(Synthesis.status == SynthesisStatus.PUBLISHED.value,
-                                Synthesis.published_at > since,
-                                Synthesis.published_at <= until)
+                                Synthesis.listed_at > since,
+                                Synthesis.listed_at <= until)
         .order_by(Synthesis.published_at.desc(), Synthesis.id.desc())))
-    syntheses = {s.id: synthesis_dict(s, base_url) for s in rows}
+    syntheses = {s.id: {**synthesis_dict(s, base_url), "listed_at": s.listed_at}
+                 for s in rows}
     by_topic: dict[int, list[dict]] = defaultdict(list)
     for synthesis in rows:
         for topic in synthesis.topics:
@@ -239,13 +268,16 @@ def _recent(since: datetime, until: datetime, base_url: str):
     return by_topic, syntheses
 
 
-def _sections(followed: Iterable[int], since: datetime, by_topic) -> Sections:
+def _sections(followed: Iterable[int], since: datetime, by_topic, *, first: bool) -> Sections:
+    """The reader's sections: after their last digest by listing time (so a back-dated or
+    late-published synthesis still comes), or for a first digest by publication time."""
     seen: set[int] = set()
     sections = []
+    when = "published_at" if first else "listed_at"
     for topic_id in followed:
         ids = []
         for synthesis in by_topic.get(topic_id, ()):
-            if synthesis["published_at"] > since and synthesis["id"] not in seen:
+            if synthesis[when] > since and synthesis["id"] not in seen:
                 seen.add(synthesis["id"])
                 ids.append(synthesis["id"])
         if ids:
@@ -291,26 +323,26 @@ def _unchanged(old_on: date | None, old_until: datetime | None):
 
 def _write_group(mail, members: list[_Due], *, prefix: str, slot: datetime, local_date: date,
                  frequency: str, sections: Sections, topics: dict[int, _TopicInfo],
-                 syntheses: dict[int, dict], now: datetime,
+                 syntheses: dict[int, dict], now: datetime, covered_until: datetime,
                  open_until: datetime) -> tuple[int | None, int]:
     """One edition for readers who share a digest; returns (edition id, deliveries queued).
 
-    One transaction: find or create the edition (unique idempotency key), move each
-    reader's schedule state by compare-and-set, queue a delivery for each reader moved. A
-    worker that loses the race for the key retries and finds the winner's edition; readers
-    the winner took are no longer unchanged, so they are not queued twice.
+    One transaction: find or create the edition (unique idempotency key), hold an existing
+    one open, move each reader's schedule state by compare-and-set, queue a delivery for
+    each reader moved. A worker that loses the race for the key retries and finds the
+    winner's edition; readers the winner took are no longer unchanged, so they are not
+    queued twice.
     """
     digest_hash = _digest_hash(sections)
     key = f"{prefix}:{local_date.isoformat()}:{slot:%Y%m%dT%H%MZ}:{frequency}:{digest_hash}"
-    slug = (f"{local_date.isoformat()}-{frequency}-{prefix}-{slot:%H%M}-"
-            f"{digest_hash[:8]}")
+    slug = (f"{local_date.isoformat()}-{frequency}-{prefix}-"
+            f"{hashlib.sha256(key.encode()).hexdigest()[:12]}")
     content = _content(sections, topics, syntheses, frequency, local_date)
     rendered = None
     for attempt in range(2):
         try:
             edition = db.session.scalar(select(Edition).where(Edition.idempotency_key == key))
-            created = edition is None
-            if created:
+            if edition is None:
                 if rendered is None:
                     rendered = _render(mail, content, slug, sections, topics, syntheses)
                 edition = Edition(
@@ -324,23 +356,21 @@ def _write_group(mail, members: list[_Due], *, prefix: str, slot: datetime, loca
                 db.session.add(edition)
                 db.session.flush()
                 variants = add_variants(edition, rendered, mail.config)
+                status = edition.status
             else:
+                status = _hold_open(edition.id, open_until)
                 variants = {v.key: v for v in db.session.scalars(
                     select(EditionVariant).where(EditionVariant.edition_id == edition.id))}
-            if edition.status in (EditionStatus.CANCELLED.value, EditionStatus.FAILED.value):
+            if status in (EditionStatus.CANCELLED.value, EditionStatus.FAILED.value):
                 db.session.rollback()
                 _mark_handled(members)  # an operator stopped this digest: no email
                 return None, 0
-            moved = _take_readers(members, covered_until=now)
+            moved = _take_readers(members, covered_until=covered_until)
             if not moved:
                 db.session.rollback()  # another worker took them; leave no empty edition
                 return None, 0
             queued = queue_readers(edition.id, moved, html_variant=variants[HTML].id,
                                    text_variant=variants[TEXT].id, now=now)
-            if edition.status == EditionStatus.SENT.value:
-                # Readers added after the edition finished (only when open_until was
-                # shortened by hand): send them too.
-                edition.status = EditionStatus.SENDING.value
             edition_id = edition.id
             db.session.commit()
             return edition_id, queued
@@ -349,6 +379,29 @@ def _write_group(mail, members: list[_Due], *, prefix: str, slot: datetime, loca
             if attempt:
                 raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+# -- name: digest-hold-open
+# Contract: the first write of the transaction that adds readers to an existing digest
+# edition: it locks the edition row (PostgreSQL) or takes the write lock (SQLite), keeps it
+# open at least until ``open_until``, and reopens it if it had finished, so finishing
+# (queue.finish_editions, which needs open_until <= now) either happened before and is
+# undone here, or waits for this transaction and then sees open_until in the future.
+# Returns the edition's status.
+_HOLD_OPEN = """
+UPDATE editions SET
+  open_until = CASE WHEN open_until IS NULL OR open_until < :until THEN :until
+                    ELSE open_until END,
+  finished_at = CASE WHEN status = 'sent' THEN NULL ELSE finished_at END,
+  status = CASE WHEN status = 'sent' THEN 'sending' ELSE status END
+WHERE id = :id
+RETURNING status
+"""
+
+
+def _hold_open(edition_id: int, until: datetime) -> str:
+    statement = text(_HOLD_OPEN).bindparams(bindparam("until", type_=UTCDateTime()))
+    return db.session.execute(statement, {"id": edition_id, "until": until}).scalar_one()
 
 
 # -- name: digest-take-readers

@@ -96,6 +96,8 @@ def window(frequency: str) -> timedelta:
     return timedelta(days=7) if frequency == WEEKLY else timedelta(days=1)
 
 
-# However long a reader went without a digest (a pause, a long outage), the next one never
-# reaches further back than this: a digest is news, not an archive.
-MAX_LOOKBACK = timedelta(days=7)
+def lookback(frequency: str) -> timedelta:
+    """However long a reader went without a digest (a pause, a long outage, a skipped
+    digest), the next one never reaches further back than this: a digest is news, not an
+    archive. Twice the frequency's window, so one skipped digest loses nothing."""
+    return 2 * window(frequency) if frequency == WEEKLY else timedelta(days=7)

@@ -10,6 +10,7 @@ import logging
 from datetime import date, datetime, time, timedelta
 
 import pytest
+import time_machine
 from sqlalchemy import func, select
 
 from newsletter.db import db
@@ -321,3 +322,116 @@ def test_suppressed_and_unconfirmed_readers_get_no_digest(app, topics):
     got = deliveries_by_reader()
     assert pending.id not in got and suppressed.id not in got
     assert db.session.scalar(select(func.count()).select_from(Delivery)) == 0
+
+
+def test_a_back_dated_or_late_published_synthesis_goes_in_the_next_digest(app, topics):
+    reader = make_reader("late-items@example.com", delivery_minute=7 * 60,
+                         topics=("ai-policy-and-safety",))
+    _confirmed_before([reader], utc(2026, 1, 1))
+    make_synthesis(title="Before", published_at="2026-01-10T05:00:00+00:00")
+    compose_at(app, utc(2026, 1, 10, 7, 0))
+    # Listed after that digest, but dated before it: a feed entry polled late, and a draft
+    # written at 06:00 and published at 09:00.
+    back_dated = make_synthesis(title="Feed entry dated 06:30",
+                                published_at="2026-01-10T06:30:00+00:00",
+                                listed_at=utc(2026, 1, 10, 7, 10))
+    draft = make_synthesis(title="Draft", status="draft",
+                           published_at="2026-01-10T06:00:00+00:00")
+    with time_machine.travel(utc(2026, 1, 10, 9, 0), tick=False):
+        from newsletter.content.service import ingest
+        from tests.factories import synthesis_payload
+
+        ingest(synthesis_payload(external_id=draft.external_id, title="Draft",
+                                 status="published",
+                                 published_at="2026-01-10T06:00:00+00:00"))
+    compose_at(app, utc(2026, 1, 11, 7, 0))
+
+    first, second = deliveries_by_reader()[reader.id]
+    assert set(synthesis_ids_of(second)) == {back_dated.id, draft.id}
+
+
+def test_same_local_date_and_utc_time_on_two_utc_days_make_two_editions(app, topics):
+    # 21:00 on Wednesday 14 January is 07:00 UTC that Wednesday in Kiritimati (UTC+14) and
+    # 07:00 UTC on Thursday in Honolulu (UTC-10): same local date, same UTC clock time.
+    kiritimati = make_reader("kiritimati@example.com", timezone="Pacific/Kiritimati",
+                             delivery_minute=21 * 60, topics=("ai-policy-and-safety",))
+    honolulu = make_reader("honolulu@example.com", timezone="Pacific/Honolulu",
+                           delivery_minute=21 * 60, topics=("ai-policy-and-safety",))
+    london = make_reader("london@example.com", timezone="Europe/London",
+                         delivery_minute=8 * 60, topics=("ai-policy-and-safety",))
+    _confirmed_before([kiritimati, honolulu, london], utc(2026, 1, 1))
+    honolulu.last_digest_on = date(2026, 1, 13)
+    honolulu.digest_covered_until = utc(2026, 1, 13, 8)
+    london.last_digest_on = date(2026, 1, 14)
+    london.digest_covered_until = utc(2026, 1, 13, 8)
+    db.session.commit()
+    make_synthesis(title="Tuesday noon", published_at="2026-01-13T12:00:00+00:00")
+    walk(app, utc(2026, 1, 14, 6), utc(2026, 1, 15, 9), step=timedelta(hours=1))
+
+    got = deliveries_by_reader()
+    k, h = got[kiritimati.id][0], got[honolulu.id][0]
+    assert synthesis_ids_of(k) == synthesis_ids_of(h)  # same sections, same local date
+    assert k.edition_id != h.edition_id
+    assert got[london.id][0].created_at == utc(2026, 1, 15, 8)  # nothing blocked the next
+
+
+def test_a_reader_added_to_a_finished_digest_edition_reopens_it(app, topics):
+    from newsletter.delivery import queue as dq
+
+    early = make_reader("early@example.com", delivery_minute=7 * 60,
+                        topics=("ai-policy-and-safety",))
+    later = make_reader("later@example.com", delivery_minute=7 * 60 + 10,
+                        topics=("ai-policy-and-safety",))
+    _confirmed_before([early, later], utc(2026, 1, 1))
+    make_synthesis(title="Shared", published_at="2026-01-20T05:00:00+00:00")
+    compose_at(app, utc(2026, 1, 20, 7, 0))
+    edition = db.session.get(Edition, deliveries_by_reader()[early.id][0].edition_id)
+    edition.status, edition.open_until = "sent", utc(2026, 1, 20, 7, 5)  # finished early
+    db.session.commit()
+
+    compose_at(app, utc(2026, 1, 20, 7, 10))
+
+    db.session.refresh(edition)
+    (delivery,) = deliveries_by_reader()[later.id]
+    assert delivery.edition_id == edition.id
+    assert edition.status == "sending" and edition.finished_at is None
+    assert edition.open_until >= utc(2026, 1, 20, 7, 20)
+    with db.engine.connect() as conn:
+        claimed = dq.claim(conn, worker="t", limit=10, lease_seconds=60,
+                           now=utc(2026, 1, 20, 7, 11))
+    assert delivery.id in {job.id for job in claimed}
+
+
+def test_a_skipped_weekly_digest_loses_nothing(app, topics):
+    weekly = make_reader("weekly-skip@example.com", frequency="weekly", weekly_day=2,
+                         delivery_minute=8 * 60, topics=("ai-policy-and-safety",))
+    _confirmed_before([weekly], utc(2026, 6, 1))
+    make_synthesis(title="Before the first", published_at="2026-06-02T12:00:00+00:00")
+    compose_at(app, utc(2026, 6, 3, 8, 0))
+    friday = make_synthesis(title="Friday", published_at="2026-06-05T12:00:00+00:00")
+    compose_at(app, utc(2026, 6, 10, 12, 0))  # the worker was down: skipped
+    compose_at(app, utc(2026, 6, 17, 8, 0))
+
+    first, second = deliveries_by_reader()[weekly.id]
+    assert second.created_at == utc(2026, 6, 17, 8, 0)
+    assert friday.id in synthesis_ids_of(second)
+
+
+def test_digest_now_counts_as_the_readers_next_digest(app, topics):
+    from newsletter.editions.digests import compose_now
+    from newsletter.extensions import mail_setup
+
+    reader = make_reader("now@example.com", delivery_minute=7 * 60,
+                         topics=("ai-policy-and-safety",))
+    _confirmed_before([reader], utc(2026, 1, 1))
+    make_synthesis(title="Morning", published_at="2026-01-10T05:00:00+00:00")
+    compose_at(app, utc(2026, 1, 10, 7, 0))
+    make_synthesis(title="Mid-morning", published_at="2026-01-10T09:00:00+00:00")
+    compose_now(mail_setup(), now=utc(2026, 1, 10, 10, 0), slot_minutes=15)  # tomorrow's
+    db.session.expire_all()
+    compose_at(app, utc(2026, 1, 11, 7, 0))
+    assert len(deliveries_by_reader()[reader.id]) == 2  # nothing more on the 11th
+    afternoon = make_synthesis(title="Afternoon", published_at="2026-01-11T15:00:00+00:00")
+    compose_at(app, utc(2026, 1, 12, 7, 0))
+    third = deliveries_by_reader()[reader.id][2]
+    assert synthesis_ids_of(third) == [afternoon.id]

@@ -17,16 +17,20 @@ from tests.support.editions import audience, send, special_edition
 def _age(reader: Reader, days: int) -> None:
     reader.created_at = utcnow() - timedelta(days=days)
     db.session.add(ConsentEvent(reader_id=reader.id, kind="subscribe_requested",
-                                source="form"))
+                                source="form", occurred_at=reader.created_at))
     db.session.commit()
 
 
 def test_unconfirmed_addresses_expire_after_30_days_and_nothing_else(app, topics):
     old = make_reader("old-pending@example.com", status="pending")
     recent = make_reader("new-pending@example.com", status="pending")
+    asked_again = make_reader("again@example.com", status="pending")
     active = make_reader("active@example.com")
     _age(old, 31)
     _age(recent, 29)
+    _age(asked_again, 45)
+    db.session.add(ConsentEvent(reader_id=asked_again.id, kind="subscribe_requested",
+                                source="form", occurred_at=utcnow() - timedelta(days=2)))
     _age(active, 400)
     old_id = old.id
 
@@ -34,7 +38,7 @@ def test_unconfirmed_addresses_expire_after_30_days_and_nothing_else(app, topics
 
     db.session.expire_all()
     emails = set(db.session.scalars(select(Reader.email)))
-    assert emails == {"new-pending@example.com", "active@example.com"}
+    assert emails == {"new-pending@example.com", "again@example.com", "active@example.com"}
     assert db.session.scalar(select(func.count()).select_from(ConsentEvent).where(
         ConsentEvent.reader_id == old_id)) == 0
 

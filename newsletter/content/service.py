@@ -43,13 +43,11 @@ def slugify(text: str, max_len: int = 80) -> str:
     return slug or "synthesis"
 
 
-def _unique_slug(base: str, exclude_id: int | None) -> str:
+def unique_slug(column, base: str) -> str:
+    """``base``, or ``base-2``, ``base-3``… when a row has it in ``column`` already (any
+    slug column: syntheses, editions)."""
     taken = set(db.session.scalars(
-        select(Synthesis.slug).where(
-            or_(Synthesis.slug == base, Synthesis.slug.like(f"{base}-%")),
-            Synthesis.id != (exclude_id or 0),
-        )
-    ))
+        select(column).where(or_(column == base, column.like(f"{base}-%")))))
     if base not in taken:
         return base
     n = 2
@@ -126,7 +124,7 @@ def upsert_synthesis(data: SynthesisInput) -> IngestResult:
             _check_slug_free(data.slug, None)
         synthesis = Synthesis(
             external_id=data.external_id,
-            slug=data.slug or _unique_slug(slugify(data.title), None),
+            slug=data.slug or unique_slug(Synthesis.slug, slugify(data.title)),
             published_at=data.published_at or utcnow(),
         )
         _apply(synthesis, data, topics)

@@ -8,13 +8,9 @@ from sqlalchemy import Date, bindparam, text
 
 from newsletter.db import UTCDateTime, db
 
-# -- name: fan-out-edition
-# Contract: inserts one queued delivery for every reader who is active, not paused, not
-# suppressed (by keyed hash), follows one of the audience topics (when any are given) and
-# is entitled to the tier; the variant follows the reader's format. Unique on
-# (edition_id, reader_id), so running it again adds nothing. The audience is frozen here:
-# readers who subscribe later are not added; readers who leave are skipped at claim time.
-_FAN_OUT = """
+# One queued delivery row per selected reader ``r``; the variant follows the reader's
+# format. Readers who may get list mail: active, with an address, not suppressed.
+_INSERT_DELIVERIES = """
 INSERT INTO deliveries (edition_id, reader_id, variant_id, email, status, attempts,
                         next_attempt_at, created_at, opens, machine_opens, clicks)
 SELECT :edition_id, r.id,
@@ -23,8 +19,17 @@ SELECT :edition_id, r.id,
 FROM readers r
 WHERE r.status = 'active'
   AND r.email IS NOT NULL
-  AND NOT (r.frequency = 'paused' AND (r.paused_until IS NULL OR r.paused_until > :today))
   AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.email_hash = r.email_hash)
+"""
+
+# -- name: fan-out-edition
+# Contract: inserts one queued delivery for every reader who is active, not paused, not
+# suppressed (by keyed hash), follows one of the audience topics (when any are given) and
+# is entitled to the tier; the variant follows the reader's format. Unique on
+# (edition_id, reader_id), so running it again adds nothing. The audience is frozen here:
+# readers who subscribe later are not added; readers who leave are skipped at claim time.
+_FAN_OUT = _INSERT_DELIVERIES + """
+  AND NOT (r.frequency = 'paused' AND (r.paused_until IS NULL OR r.paused_until > :today))
   AND (:paid_only = 0 OR r.plan = 'paid')
   {topic_filter}
 ON CONFLICT (edition_id, reader_id) DO NOTHING
@@ -57,17 +62,8 @@ def fan_out(edition_id: int, *, html_variant: int, text_variant: int, topic_ids:
 # Contract: one queued delivery of the edition for each of the given readers who may still
 # get list mail (active, with an address, not suppressed); the variant follows the reader's
 # format. Unique on (edition_id, reader_id): running it again adds nothing.
-_QUEUE_READERS = """
-INSERT INTO deliveries (edition_id, reader_id, variant_id, email, status, attempts,
-                        next_attempt_at, created_at, opens, machine_opens, clicks)
-SELECT :edition_id, r.id,
-       CASE WHEN r.format = 'text' THEN :text_variant ELSE :html_variant END,
-       r.email, 'queued', 0, :now, :now, 0, 0, 0
-FROM readers r
-WHERE r.id IN :ids
-  AND r.status = 'active'
-  AND r.email IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.email_hash = r.email_hash)
+_QUEUE_READERS = _INSERT_DELIVERIES + """
+  AND r.id IN :ids
 ON CONFLICT (edition_id, reader_id) DO NOTHING
 """
 

@@ -12,10 +12,10 @@ import logging
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 
 from newsletter.content.models import Synthesis, Topic
-from newsletter.content.service import slugify
+from newsletter.content.service import slugify, unique_slug
 from newsletter.db import db, utcnow
 from newsletter.delivery.fanout import fan_out
 from newsletter.delivery.models import OPEN_STATUSES, Delivery, DeliveryStatus
@@ -90,7 +90,8 @@ def create_edition(*, subject: str, sections: list[dict[str, Any]] | None = None
         raise InvalidInput(errors)
     edition = Edition(
         kind=kind, subject=subject, preheader=preheader,
-        slug=unique_slug(f"{(send_at or utcnow()).date().isoformat()}-{slugify(subject, 60)}"),
+        slug=unique_slug(Edition.slug,
+                         f"{(send_at or utcnow()).date().isoformat()}-{slugify(subject, 60)}"),
         content={"sections": sections, "body_html": body_html, "body_text": body_text},
         audience={"topics": list(topics or []), "tier": tier},
         tracking=tracking, send_at=send_at, idempotency_key=idempotency_key,
@@ -99,18 +100,6 @@ def create_edition(*, subject: str, sections: list[dict[str, Any]] | None = None
     db.session.add(edition)
     db.session.commit()
     return edition
-
-
-def unique_slug(base: str) -> str:
-    """``base``, or ``base-2``, ``base-3``… when an edition has it already."""
-    taken = set(db.session.scalars(select(Edition.slug).where(
-        or_(Edition.slug == base, Edition.slug.like(f"{base}-%")))))
-    if base not in taken:
-        return base
-    n = 2
-    while f"{base}-{n}" in taken:
-        n += 1
-    return f"{base}-{n}"
 
 
 def web_url(edition: Edition, base_url: str) -> str:

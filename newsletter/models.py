@@ -9,11 +9,12 @@ from newsletter.delivery.models import (
     ProcessedEvent,
     TrackingEvent,
 )
-from newsletter.editions.models import Edition, EditionLink, EditionVariant
+from newsletter.editions.models import Edition, EditionLink, EditionTopic, EditionVariant
 from newsletter.subscribers.models import ConsentEvent, Reader, ReaderTopic, Suppression
 
 __all__ = [
     "ApiToken", "BounceEvent", "ConsentEvent", "Delivery", "DeliveryAttempt", "Edition",
-    "EditionLink", "EditionVariant", "Feed", "FeedEntry", "ProcessedEvent", "Reader",
-    "ReaderTopic", "Suppression", "Synthesis", "Topic", "TrackingEvent", "synthesis_topics",
+    "EditionLink", "EditionTopic", "EditionVariant", "Feed", "FeedEntry", "ProcessedEvent",
+    "Reader", "ReaderTopic", "Suppression", "Synthesis", "Topic", "TrackingEvent",
+    "synthesis_topics",
 ]

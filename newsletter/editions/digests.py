@@ -41,7 +41,7 @@ from newsletter.delivery.fanout import queue_readers
 from newsletter.editions import schedule
 from newsletter.editions.models import Edition, EditionKind, EditionStatus, EditionVariant
 from newsletter.editions.render import synthesis_dict
-from newsletter.editions.service import HTML, TEXT, add_variants
+from newsletter.editions.service import HTML, TEXT, add_variants, tag_topics
 from newsletter.subscribers.models import Reader, ReaderStatus, ReaderTopic, Suppression
 
 log = logging.getLogger(__name__)
@@ -355,6 +355,7 @@ def _write_group(mail, members: list[_Due], *, prefix: str, slot: datetime, loca
                     idempotency_key=key, slug=slug, started_at=now)
                 db.session.add(edition)
                 db.session.flush()
+                tag_topics(edition.id, edition.audience["topics"])
                 variants = add_variants(edition, rendered, mail.config)
                 status = edition.status
             else:

@@ -55,7 +55,8 @@ class Edition(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     error: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
-    __table_args__ = (Index("ix_editions_status_send_at", "status", "send_at"),)
+    __table_args__ = (Index("ix_editions_status_send_at", "status", "send_at"),
+                      Index("ix_editions_started_at", "started_at"))
 
 
 class EditionVariant(Base):
@@ -85,3 +86,17 @@ class EditionLink(Base):
                                             primary_key=True)
     n: Mapped[int] = mapped_column(Integer, primary_key=True)
     url: Mapped[str] = mapped_column(Text)
+
+
+class EditionTopic(Base):
+    """A topic an edition is for: its audience topics and its sections' topics. An edition
+    with none is for everyone. Makes the per-topic archive one indexed query."""
+
+    __tablename__ = "edition_topics"
+
+    edition_id: Mapped[int] = mapped_column(ForeignKey("editions.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id", ondelete="CASCADE"),
+                                          primary_key=True)
+
+    __table_args__ = (Index("ix_edition_topics_topic_id", "topic_id"),)

@@ -24,6 +24,7 @@ from newsletter.editions.models import (
     EditionKind,
     EditionLink,
     EditionStatus,
+    EditionTopic,
     EditionVariant,
 )
 from newsletter.editions.render import (
@@ -98,8 +99,17 @@ def create_edition(*, subject: str, sections: list[dict[str, Any]] | None = None
         status=EditionStatus.SCHEDULED.value if send_at else EditionStatus.DRAFT.value,
     )
     db.session.add(edition)
+    db.session.flush()
+    tag_topics(edition.id, [*edition.audience["topics"],
+                            *(section["topic"] for section in sections if section.get("topic"))])
     db.session.commit()
     return edition
+
+
+def tag_topics(edition_id: int, slugs: list[str]) -> None:
+    """Record the topics the edition is for (uncommitted); none means everyone."""
+    for topic_id in db.session.scalars(select(Topic.id).where(Topic.slug.in_(set(slugs)))):
+        db.session.add(EditionTopic(edition_id=edition_id, topic_id=topic_id))
 
 
 def web_url(edition: Edition, base_url: str) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import feedparser
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.content.models import Feed, FeedEntry, SynthesisStatus
@@ -119,7 +119,8 @@ def _fetch(url: str, etag: str | None = None, modified: str | None = None,
                 raise FeedError(f"the feed is larger than {max_bytes // (1024 * 1024)} MB")
             chunks: list[bytes] = []
             size = 0
-            while chunk := response.read(65536):
+            # read1: whatever has arrived, so a server that drips bytes meets the deadline.
+            while chunk := response.read1(65536):
                 size += len(chunk)
                 if size > max_bytes:
                     raise FeedError(f"the feed is larger than {max_bytes // (1024 * 1024)} MB")
@@ -542,6 +543,16 @@ def poll_due(now: datetime, every: timedelta) -> int:
     ))
     polled = 0
     for feed_id in due:
+        # Claim it (compare-and-set on last_polled_at), so several workers never fetch the
+        # same feed at once, and a failing feed waits its interval like the others.
+        claimed = db.session.execute(
+            update(Feed).where(Feed.id == feed_id,
+                               or_(Feed.last_polled_at.is_(None),
+                                   Feed.last_polled_at <= now - every))
+            .values(last_polled_at=now))
+        db.session.commit()
+        if claimed.rowcount != 1:
+            continue
         try:
             result = poll_feed(feed_id, now)
         except Exception:

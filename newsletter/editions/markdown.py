@@ -40,6 +40,7 @@ from newsletter.validation import FieldError, InvalidInput
 __all__ = ["MAX_BYTES", "first_paragraph_text", "render_markdown", "sanitise"]
 
 MAX_BYTES = 200 * 1024
+MAX_HTML_BYTES = 80 * 1024  # the body; the layout and footer add ~10 KB
 WIDTH = 72
 FIELD = "markdown"
 
@@ -155,16 +156,55 @@ def _add_styles(clean_html: str) -> str:
     return _STYLED_TAG.sub(lambda m: f'<{m.group(1)} style="{STYLES[m.group(1)]}"', clean_html)
 
 
+_TAG = re.compile(r"<(/?)([a-z][a-z0-9]*)\b[^>]*>")
+_VOID = frozenset({"br", "hr", "img"})
+
+
+def _top_level_h2_only(clean_html: str) -> str:
+    """An h2 inside anything (a quote, a list, a table) becomes an h3: the email starts a
+    section at each h2, so only top-level ones may stay h2. ``clean_html`` is the
+    sanitiser's well-formed output."""
+    out: list[str] = []
+    stack: list[str] = []
+    position = 0
+    for match in _TAG.finditer(clean_html):
+        closing, name = match.group(1), match.group(2)
+        tag = match.group(0)
+        if closing:
+            renamed = stack.pop() if stack else name
+            if renamed != name:
+                tag = f"</{renamed}>"
+        elif name not in _VOID and not tag.endswith("/>"):
+            renamed = "h3" if name == "h2" and stack else name
+            if renamed != name:
+                tag = "<h3" + tag[3:]
+            stack.append(renamed)
+        out.append(clean_html[position:match.start()] + tag)
+        position = match.end()
+    out.append(clean_html[position:])
+    return "".join(out)
+
+
 def render_markdown(source: str | bytes) -> tuple[str, str]:
     """Return ``(html, text)`` for an email body written in Markdown; see the module
     docstring. Raises ``InvalidInput`` (field ``markdown``) for unusable input."""
     source = _decode(source)
-    converted = markdown_lib.markdown(
-        source, extensions=["fenced_code", "tables", "sane_lists"], output_format="html")
-    clean = sanitise(_shift_headings(converted)).strip()
+    try:
+        converted = markdown_lib.markdown(
+            source, extensions=["fenced_code", "tables", "sane_lists"], output_format="html")
+        text = markdown_to_text(source)
+    except RecursionError:
+        raise _invalid("nests quotes or lists too deeply") from None
+    clean = _top_level_h2_only(sanitise(_shift_headings(converted)).strip())
     if not _ANY_TAG.sub("", clean).strip() and "<img" not in clean:
         raise _invalid("has no content once unsafe HTML is removed")
-    return _add_styles(clean), markdown_to_text(source)
+    html = _add_styles(clean)
+    size = len(html.encode("utf-8"))
+    if size > MAX_HTML_BYTES:
+        raise _invalid(f"makes {size // 1024} KB of HTML; at most {MAX_HTML_BYTES // 1024} KB "
+                       "fit in an email (Gmail clips a message above 102 KB, hiding the "
+                       "unsubscribe link)")
+    return html, text
 
 
 def first_paragraph_text(html: str, limit: int = 140) -> str:

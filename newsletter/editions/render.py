@@ -16,7 +16,9 @@ from markupsafe import Markup
 from newsletter.mail.render import PersonalTemplate
 
 TRACKING_FIELD = "tracking_token"
-_HREF = re.compile(r'href="(https?://[^"]+)"')
+# The href of an <a> tag only: text that merely looks like href="…" (a Markdown body's
+# sanitised text keeps its quotes) is never rewritten.
+_HREF = re.compile(r'(<a\b[^>]*?\s)href="(https?://[^"]+)"', re.IGNORECASE)
 
 
 def template_to_json(template: PersonalTemplate) -> dict[str, Any]:
@@ -48,11 +50,11 @@ def track_links(template: PersonalTemplate, base_url: str,
     for index, literal in enumerate(template.literals):
         position = 0
         for match in _HREF.finditer(literal):
-            target = html_lib.unescape(match.group(1))
+            target = html_lib.unescape(match.group(2))
             if target.startswith(base + "/c/") or target.startswith(base + "/o/"):
                 continue
             n = links.setdefault(target, len(links) + 1)
-            emit_literal(literal[position:match.start()] + f'href="{base}/c/')
+            emit_literal(literal[position:match.start()] + match.group(1) + f'href="{base}/c/')
             fields.append(TRACKING_FIELD)
             emit_literal(f'/{n}"')
             position = match.end()

@@ -203,3 +203,16 @@ def test_archive_entries_link_to_the_web_version(client, topics):
     edition = went_out(special_edition("Linked edition"))
     archive = page(client, "/editions")
     assert f'<a href="/editions/{edition.slug}">Linked edition</a>' in archive
+
+
+def test_archive_lists_never_show_a_premium_editions_text(client, topics):
+    went_out(create_special("Paid briefing", "The secret first paragraph.\n\n## More",
+                            tier="paid"))
+    for url in ("/editions", "/topics/analyst-briefings/editions"):
+        listing = page(client, url)
+        assert "Paid briefing" in listing and "secret first paragraph" not in listing
+
+
+@pytest.mark.parametrize("bad", ["²", "0", "-1", "x", "99999"])
+def test_a_bad_page_number_is_not_found(client, topics, bad):
+    page(client, f"/editions?page={bad}", status=404)

@@ -371,3 +371,67 @@ def test_poll_command_reports_a_failing_feed_and_exits_1(runner, topics, feed_se
     assert "not an RSS or Atom feed" in result.output
     listing = runner.invoke(args=["feeds", "list"]).stdout
     assert "error: not an RSS or Atom feed" in listing
+
+
+def test_workers_polling_together_fetch_a_feed_once(app, app_config, topics, feed_server):
+    import threading
+
+    from newsletter import create_app
+    from newsletter.content.feeds import add_feed
+
+    add_feed(feed_server.serve("/lab.xml", "rss20.xml"), ["ai-policy-and-safety"])
+    before = len(feed_server.requests)
+    now = utcnow()
+    barrier = threading.Barrier(3)
+    polled: list[int] = []
+
+    def worker():
+        with create_app(app_config).app_context():
+            barrier.wait()
+            polled.append(poll_due(now, timedelta(minutes=30)))
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(polled) == [0, 0, 1]
+    assert len(feed_server.requests) - before == 1
+    assert len(syntheses()) == 2
+
+
+def test_a_server_that_drips_bytes_meets_the_download_deadline(monkeypatch):
+    import socket
+    import threading
+    import time
+
+    from newsletter.content import feeds
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    stop = threading.Event()
+
+    def drip():
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\n"
+                     b"Content-Length: 100000\r\n\r\n")
+        while not stop.is_set():
+            try:
+                conn.sendall(b"<")
+            except OSError:
+                break
+            time.sleep(0.1)
+        conn.close()
+
+    threading.Thread(target=drip, daemon=True).start()
+    monkeypatch.setattr(feeds, "FETCH_DEADLINE", 1.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(feeds.FeedError, match="took longer than"):
+            feeds._fetch(f"http://127.0.0.1:{listener.getsockname()[1]}/drip.xml")
+    finally:
+        stop.set()
+        listener.close()
+    assert time.monotonic() - started < 5  # one byte every 0.1 s would take 10,000 s

@@ -211,3 +211,18 @@ def test_cache_is_bounded(tmp_path):
     assert renderer.compile_count == 4  # 1 was evicted by 3
     renderer.render("note", {"n": 1})
     assert renderer.compile_count == 4
+
+
+def test_link_tracking_rewrites_links_not_text_that_looks_like_one():
+    from newsletter.editions.render import track_links
+    from newsletter.mail.render import PersonalTemplate
+
+    html = ('<p>write href="https://evil.example/x" in text</p>'
+            '<a style="color:red" href="https://news.example/a">a</a>')
+    links: dict[str, int] = {}
+    tracked = track_links(PersonalTemplate((html + "</body>",), ()), "https://news.example",
+                          links)
+    document = tracked.fill({"tracking_token": "TOKEN"})
+    assert 'write href="https://evil.example/x" in text' in document
+    assert '<a style="color:red" href="https://news.example/c/TOKEN/1">' in document
+    assert links == {"https://news.example/a": 1}

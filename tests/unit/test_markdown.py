@@ -197,3 +197,19 @@ def test_first_paragraph_text_makes_a_preheader():
 
 def test_sanitise_alone_drops_inline_styles():
     assert sanitise('<p style="margin:0">x</p><h2 style="a">y</h2>') == "<p>x</p><h2>y</h2>"
+
+
+@pytest.mark.parametrize("source", ["> ## Quoted heading\n\ntext", "- ## Listed heading",
+                                    "<table><tr><td><h2>In a cell</h2></td></tr></table>"])
+def test_only_top_level_headings_start_an_email_section(source):
+    html, _ = render_markdown("## Top\n\nIntro.\n\n" + source)
+    assert html.count("<h2") == 1  # the top-level one; the nested one is an h3
+    nested = html.split("</h2>", 1)[1]
+    assert "<h2" not in nested
+
+
+def test_deep_nesting_and_oversized_html_get_a_clear_message():
+    with pytest.raises(InvalidInput, match="nests quotes or lists too deeply"):
+        render_markdown("> " * 400 + "x")
+    with pytest.raises(InvalidInput, match="KB of HTML; at most 80 KB"):
+        render_markdown("## h\n\n" * 20_000)

@@ -41,7 +41,7 @@ class ArchiveEntry:
 def _page() -> int:
     """``?page=N``: a whole number from 1; anything else is a 404 (no such page)."""
     page = request.args.get("page", "1")
-    if not page.isdigit() or not 1 <= int(page) <= 10_000:
+    if not (page.isascii() and page.isdigit()) or not 1 <= int(page) <= 10_000:
         abort(404, "There is no such page of the archive.")
     return int(page)
 

@@ -9,27 +9,24 @@ it has none, its link, so it is imported once even if its text changes later.
 
 from __future__ import annotations
 
-import calendar
-import hashlib
-import http.client
-import io
 import logging
-import re
-import time
-import urllib.error
-import urllib.request
-import zlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
+from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
-import feedparser
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from newsletter.content.models import Feed, FeedEntry, SynthesisStatus
+from newsletter.content.feed_entries import (
+    MAX_URL_LENGTH,
+    TITLE_LIMIT,
+    entry_guid,
+    entry_payload,
+    feed_title,
+    is_importable,
+)
+from newsletter.content.feed_fetch import FeedError, fetch, parse
+from newsletter.content.models import Feed, FeedEntry
 from newsletter.content.service import Outcome, ingest, resolve_topics
 from newsletter.content.validation import MAX_TOPICS, InvalidSynthesis, check_http_url
 from newsletter.db import db, utcnow
@@ -37,19 +34,6 @@ from newsletter.validation import FieldError, InvalidInput
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = "newsletter-feeds/1.0 (RSS/Atom poller of the newsletter publication system)"
-FETCH_TIMEOUT = 15.0  # seconds per socket operation
-FETCH_DEADLINE = 45.0  # seconds for the whole body, so a server that drips cannot hold a poll
-MAX_FEED_BYTES = 5 * 1024 * 1024
-MAX_URL_LENGTH = 2000
-_SUMMARY_LIMIT = 5000
-_TITLE_LIMIT = 300
-_SOURCE_NAME_LIMIT = 200
-_GUID_LIMIT = 500
-
-
-class FeedError(Exception):
-    """A feed could not be fetched or is not an RSS/Atom feed; the message says why."""
 
 
 class FeedNotFound(LookupError):
@@ -76,271 +60,6 @@ class PollResult:
     not_modified: bool = False
 
 
-# -- fetching ------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Response:
-    body: bytes
-    url: str
-    content_type: str
-    etag: str | None
-    modified: str | None
-
-
-class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        if urlsplit(newurl).scheme.lower() not in {"http", "https"}:
-            raise urllib.error.HTTPError(newurl, code, "redirect to a non-HTTP URL refused",
-                                         headers, fp)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-_opener = urllib.request.build_opener(_HttpOnlyRedirects)
-
-
-def _fetch(url: str, etag: str | None = None, modified: str | None = None,
-           timeout: float = FETCH_TIMEOUT, max_bytes: int = MAX_FEED_BYTES) -> _Response | None:
-    """GET ``url``; None on 304 Not Modified. Raises ``FeedError`` with a one-line reason."""
-    headers = {"User-Agent": USER_AGENT,
-               "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, "
-                         "text/xml;q=0.9, */*;q=0.1"}
-    if etag:
-        headers["If-None-Match"] = etag
-    if modified:
-        headers["If-Modified-Since"] = modified
-    if urlsplit(url).scheme.lower() not in {"http", "https"}:
-        raise FeedError("only http:// and https:// feeds can be fetched")
-    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - scheme checked
-    deadline = time.monotonic() + FETCH_DEADLINE
-    try:
-        with _opener.open(request, timeout=timeout) as response:
-            length = response.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > max_bytes:
-                raise FeedError(f"the feed is larger than {max_bytes // (1024 * 1024)} MB")
-            chunks: list[bytes] = []
-            size = 0
-            # read1: whatever has arrived, so a server that drips bytes meets the deadline.
-            while chunk := response.read1(65536):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise FeedError(f"the feed is larger than {max_bytes // (1024 * 1024)} MB")
-                if time.monotonic() > deadline:
-                    raise FeedError(f"the feed took longer than {FETCH_DEADLINE:.0f} s to "
-                                    "download")
-                chunks.append(chunk)
-            body = _decode_content(b"".join(chunks), response.headers.get("Content-Encoding"),
-                                   max_bytes)
-            return _Response(body=body, url=response.geturl(),
-                             content_type=response.headers.get("Content-Type", ""),
-                             etag=response.headers.get("ETag"),
-                             modified=response.headers.get("Last-Modified"))
-    except urllib.error.HTTPError as exc:
-        if exc.code == 304:
-            return None
-        raise FeedError(f"HTTP {exc.code} {exc.reason}".strip()) from None
-    except urllib.error.URLError as exc:
-        raise FeedError(f"cannot reach {urlsplit(url).netloc}: {exc.reason}") from None
-    except (TimeoutError, OSError, http.client.HTTPException) as exc:
-        raise FeedError(f"cannot read {urlsplit(url).netloc}: "
-                        f"{exc or type(exc).__name__}") from None
-    except ValueError as exc:  # http.client's malformed responses, bad URLs
-        raise FeedError(f"bad response: {exc}") from None
-
-
-def _decode_content(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
-    """Undo a gzip/deflate Content-Encoding (never asked for, but some servers send it)."""
-    encoding = (encoding or "").strip().lower()
-    if encoding not in {"gzip", "x-gzip", "deflate"}:
-        return body
-    wbits = 16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS
-    try:
-        inflated = zlib.decompressobj(wbits).decompress(body, max_bytes + 1)
-    except zlib.error:
-        raise FeedError("the feed's compressed body is corrupt") from None
-    if len(inflated) > max_bytes:
-        raise FeedError(f"the feed is larger than {max_bytes // (1024 * 1024)} MB")
-    return inflated
-
-
-def _parse(response: _Response) -> Any:
-    """feedparser's result; raises ``FeedError`` when the body is not RSS or Atom."""
-    parsed = feedparser.parse(io.BytesIO(response.body),
-                              response_headers={"content-type": response.content_type,
-                                                "content-location": response.url})
-    if not parsed.get("version"):
-        reason = parsed.get("bozo_exception")
-        detail = f" ({str(reason).splitlines()[0][:150]})" if reason else ""
-        raise FeedError(f"not an RSS or Atom feed{detail}")
-    return parsed
-
-
-# -- entries -> synthesis payloads ---------------------------------------------------------
-
-_BLOCK_TAGS = frozenset({
-    "address", "article", "aside", "blockquote", "dd", "div", "dl", "dt", "figcaption",
-    "figure", "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "main", "nav",
-    "ol", "p", "pre", "section", "table", "tr", "ul",
-})
-# Elements whose content is never text a reader should see.
-_HIDDEN_TAGS = frozenset({"script", "style", "template", "noscript", "iframe", "object",
-                          "embed", "svg", "math", "head", "title", "select", "textarea"})
-_VOID_TAGS = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link",
-                        "meta", "source", "track", "wbr"})
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029\x85]")
-
-
-class _TextExtractor(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.hidden = 0
-
-    def handle_starttag(self, tag: str, attrs) -> None:
-        if tag in _HIDDEN_TAGS and tag not in _VOID_TAGS:
-            self.hidden += 1
-        elif tag == "br":
-            self.parts.append("\n")
-        elif tag == "li":
-            self.parts.append("\n- ")
-        elif tag in _BLOCK_TAGS:
-            self.parts.append("\n\n")
-
-    def handle_startendtag(self, tag: str, attrs) -> None:
-        if tag == "br":
-            self.parts.append("\n")
-        elif tag in _BLOCK_TAGS:
-            self.parts.append("\n\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _HIDDEN_TAGS and tag not in _VOID_TAGS:
-            self.hidden = max(0, self.hidden - 1)
-        elif tag in _BLOCK_TAGS:
-            self.parts.append("\n\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self.hidden:
-            self.parts.append(re.sub(r"\s+", " ", data))
-
-
-def _tidy(text: str) -> str:
-    """Trim every line, keep at most one blank line between paragraphs, drop controls."""
-    text = _CONTROL_RE.sub(lambda m: "\n" if m.group() in "\u2028\u2029\x85" else " ",
-                           text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " "))
-    lines = [re.sub(r" {2,}", " ", line).strip() for line in text.split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-
-
-def html_to_text(html: str) -> str:
-    """Plain text of an HTML fragment: tags and scripts/styles gone, entities decoded,
-    paragraphs and list items kept as blank-line-separated blocks and lines."""
-    parser = _TextExtractor()
-    parser.feed(html)
-    parser.close()
-    return _tidy("".join(parser.parts))
-
-
-def _detail_text(entry: Any, key: str) -> str:
-    """An entry's text field as plain text, parsing it as HTML only when it is HTML."""
-    value = entry.get(key) or ""
-    detail = entry.get(f"{key}_detail") or {}
-    if detail.get("type", "text/html") == "text/plain":
-        return _tidy(value)
-    return html_to_text(value)
-
-
-def _one_line(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def _shorten(text: str, limit: int) -> str:
-    """``text`` cut at a word boundary to at most ``limit`` characters, ending with an ellipsis."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    if " " in cut[limit // 2:]:
-        cut = cut.rsplit(" ", 1)[0]
-    return cut.rstrip(" \n.,;:") + "…"
-
-
-def entry_guid(entry: Any) -> str | None:
-    """The entry's identity: its id (RSS guid / Atom id), else its link; None if neither."""
-    for key in ("id", "link"):
-        value = (entry.get(key) or "").strip()
-        if value:
-            if len(value) > _GUID_LIMIT:
-                return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
-            return value
-    return None
-
-
-def entry_published_at(entry: Any, now: datetime) -> datetime:
-    """The entry's published (else updated, else created) time in UTC, never later than
-    ``now`` — a date in the future would hide the synthesis until then; ``now`` if none."""
-    for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        # dict.get: FeedParserDict maps a missing updated_parsed to published_parsed, warning.
-        value = dict.get(entry, key)
-        if value:
-            try:
-                parsed = datetime.fromtimestamp(calendar.timegm(value), UTC)
-            except (OverflowError, ValueError, OSError):
-                continue
-            return min(parsed, now)
-    return now
-
-
-def entry_summary(entry: Any) -> str:
-    """Summary/description as plain text; the first content block when there is none."""
-    text = _detail_text(entry, "summary")
-    if not text and entry.get("content"):
-        block = entry["content"][0]
-        value = block.get("value") or ""
-        text = _tidy(value) if block.get("type") == "text/plain" else html_to_text(value)
-    return _shorten(text, _SUMMARY_LIMIT)
-
-
-def _importable(entry: Any) -> bool:
-    link = (entry.get("link") or "").strip()
-    return bool(_one_line(_detail_text(entry, "title")) and link
-                and len(link) <= MAX_URL_LENGTH and not check_http_url(link))
-
-
-def external_id_for(feed_id: int, guid: str) -> str:
-    return f"feed-{feed_id}-{hashlib.sha256(guid.encode()).hexdigest()[:16]}"
-
-
-def entry_payload(entry: Any, *, feed: Feed, guid: str, source_name: str,
-                  now: datetime) -> dict[str, Any] | None:
-    """The ingest payload for one entry, or None when it has no title or no http(s) link.
-
-    (feedparser takes an RSS ``guid`` without ``isPermaLink="false"`` as the link when
-    there is none; a guid that is no URL is then no link either.)
-    """
-    if not _importable(entry):
-        return None
-    title = _shorten(_one_line(_detail_text(entry, "title")), _TITLE_LIMIT)
-    link = entry["link"].strip()
-    return {
-        "external_id": external_id_for(feed.id, guid),
-        "title": title,
-        # The ingest requires a summary; a title-only entry (a link post) repeats its title.
-        "summary": entry_summary(entry) or title,
-        "source_url": link,
-        "source_name": source_name or _host(link),
-        "published_at": entry_published_at(entry, now).isoformat(),
-        "topics": list(feed.topics),
-        "status": (SynthesisStatus.PUBLISHED if feed.publish else SynthesisStatus.DRAFT).value,
-    }
-
-
-def _host(url: str) -> str:
-    host = urlsplit(url).hostname or url
-    return host.removeprefix("www.")[:_SOURCE_NAME_LIMIT]
-
-
-def _feed_title(parsed: Any, url: str) -> str:
-    title = _one_line(_detail_text(parsed.feed, "title"))
-    return _shorten(title, _SOURCE_NAME_LIMIT) if title else _host(url)
-
 
 # -- use cases -----------------------------------------------------------------------------
 
@@ -362,13 +81,13 @@ def _check_url(url: Any, errors: list[FieldError]) -> str | None:
 
 def check_feed(url: str) -> FeedCheck:
     """Fetch ``url`` once and say what it holds; raises ``FeedError`` if it is no feed."""
-    response = _fetch(url)
+    response = fetch(url)
     if response is None:  # no validators were sent, so a 304 is a broken server
         raise FeedError("the server answered 304 Not Modified to a plain GET")
-    parsed = _parse(response)
+    parsed = parse(response)
     entries = parsed.entries
-    importable = sum(1 for e in entries if entry_guid(e) and _importable(e))
-    return FeedCheck(title=_feed_title(parsed, url), entries=len(entries),
+    importable = sum(1 for e in entries if entry_guid(e) and is_importable(e))
+    return FeedCheck(title=feed_title(parsed, url), entries=len(entries),
                      importable=importable)
 
 
@@ -397,7 +116,7 @@ def add_feed_checked(url: str, topics: list[str],
         check = check_feed(url)
     except FeedError as exc:
         raise InvalidInput([FieldError("url", f"refused: {exc}")]) from None
-    feed = Feed(url=url, title=check.title[:_TITLE_LIMIT], topics=slugs, publish=publish,
+    feed = Feed(url=url, title=check.title[:TITLE_LIMIT], topics=slugs, publish=publish,
                 active=True)
     db.session.add(feed)
     try:
@@ -483,19 +202,19 @@ def poll_feed(feed_id: int, now: datetime | None = None) -> PollResult:
     url, etag, modified = feed.url, feed.etag, feed.modified
     db.session.commit()  # hold no transaction open while the network is slow
     try:
-        response = _fetch(url, etag, modified)
+        response = fetch(url, etag, modified)
         if response is None:
             result.not_modified = True
             _finish(feed, now, None)
             return result
-        parsed = _parse(response)
+        parsed = parse(response)
     except FeedError as exc:
         result.errors.append(str(exc))
         _finish(feed, now, str(exc))
         log.warning("feed %s (%s): %s", feed.id, feed.url, exc)
         return result
 
-    title = _feed_title(parsed, feed.url)
+    title = feed_title(parsed, feed.url)
     seen = _seen_guids(feed.id)
     for entry in parsed.entries:
         guid = entry_guid(entry)
@@ -521,7 +240,7 @@ def poll_feed(feed_id: int, now: datetime | None = None) -> PollResult:
     feed.modified = (response.modified if response.modified and len(response.modified) <= 100
                      else None)
     if title and title != feed.title:
-        feed.title = title[:_TITLE_LIMIT]
+        feed.title = title[:TITLE_LIMIT]
     error = None
     if result.errors:
         error = f"{len(result.errors)} entr{'y' if len(result.errors) == 1 else 'ies'} " \

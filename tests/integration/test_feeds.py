@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from newsletter.content.feeds import USER_AGENT, poll_due, poll_feed
+from newsletter.content.feed_fetch import USER_AGENT
+from newsletter.content.feeds import poll_due, poll_feed
 from newsletter.content.models import Feed, FeedEntry, Synthesis
 from newsletter.db import db, utcnow
 
@@ -405,7 +406,7 @@ def test_a_server_that_drips_bytes_meets_the_download_deadline(monkeypatch):
     import threading
     import time
 
-    from newsletter.content import feeds
+    from newsletter.content import feed_fetch
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -426,11 +427,11 @@ def test_a_server_that_drips_bytes_meets_the_download_deadline(monkeypatch):
         conn.close()
 
     threading.Thread(target=drip, daemon=True).start()
-    monkeypatch.setattr(feeds, "FETCH_DEADLINE", 1.0)
+    monkeypatch.setattr(feed_fetch, "FETCH_DEADLINE", 1.0)
     started = time.monotonic()
     try:
-        with pytest.raises(feeds.FeedError, match="took longer than"):
-            feeds._fetch(f"http://127.0.0.1:{listener.getsockname()[1]}/drip.xml")
+        with pytest.raises(feed_fetch.FeedError, match="took longer than"):
+            feed_fetch.fetch(f"http://127.0.0.1:{listener.getsockname()[1]}/drip.xml")
     finally:
         stop.set()
         listener.close()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import feedparser
 import pytest
 
-from newsletter.content.feeds import (
+from newsletter.content.feed_entries import (
     entry_guid,
     entry_payload,
     entry_published_at,

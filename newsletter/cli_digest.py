@@ -15,8 +15,8 @@ from flask.cli import with_appcontext
 def digest_command(now_flag: bool, send: bool) -> None:
     """Compose and queue at once the digest each confirmed reader would get at their next
     delivery time (readers with nothing new get nothing; paused readers are left alone).
-    Their scheduled digest today is then already handled, so nobody gets the same
-    syntheses twice."""
+    It counts as that delivery date's digest, so nobody gets two digests for one date nor
+    the same syntheses twice."""
     import threading
 
     from flask import current_app

@@ -40,7 +40,7 @@ from newsletter.db import UTCDateTime, db
 from newsletter.delivery.fanout import queue_readers
 from newsletter.editions import schedule
 from newsletter.editions.models import Edition, EditionKind, EditionStatus, EditionVariant
-from newsletter.editions.render import synthesis_dict
+from newsletter.editions.render import edition_context, synthesis_dict
 from newsletter.editions.service import HTML, TEXT, add_variants, tag_topics
 from newsletter.subscribers.models import Reader, ReaderStatus, ReaderTopic, Suppression
 
@@ -96,9 +96,8 @@ def compose_due(mail, *, now: datetime, grace: timedelta, slot_minutes: int) -> 
             if row.confirmed_at is not None and row.confirmed_at > due.instant:
                 continue  # subscribed after that time: their first digest is the next one
             item = _Due(row.id, row.plan == "paid", due.local_date, due.instant,
-                        schedule.WEEKLY if plan.frequency == schedule.WEEKLY
-                        else schedule.DAILY, row.last_digest_on, row.digest_covered_until,
-                        due.local_date)
+                        schedule.digest_frequency(plan.frequency), row.last_digest_on,
+                        row.digest_covered_until, due.local_date)
             (fresh if now - due.instant < grace else stale).append(item)
     if stale:
         result.skipped = _mark_handled(stale)
@@ -138,9 +137,8 @@ def compose_now(mail, *, now: datetime, slot_minutes: int) -> ComposeResult:
                 plan, schedule.local_instant(row.last_digest_on, row.delivery_minute,
                                              schedule.zone(row.timezone))).local_date
         items.append(_Due(row.id, row.plan == "paid", upcoming, now,
-                          schedule.WEEKLY if row.frequency == schedule.WEEKLY
-                          else schedule.DAILY, row.last_digest_on, row.digest_covered_until,
-                          today))
+                          schedule.digest_frequency(row.frequency), row.last_digest_on,
+                          row.digest_covered_until, today))
     result = ComposeResult(due=len(items))
     _compose(mail, items, now=now, slot_minutes=slot_minutes, grace=timedelta(0),
              result=result, prefix="digest-now")
@@ -443,22 +441,16 @@ def _render(mail, content: dict, slug: str, sections: Sections, topics, synthese
     config = mail.config
     base = config["BASE_URL"].rstrip("/")
     local_date = date.fromisoformat(content["local_date"])
+    context = edition_context(
+        config=config, subject=content["subject"], preheader=content["preheader"],
+        web_url=f"{base}/editions/{slug}",
+        sections=[{"title": topics[t].name, "slug": topics[t].slug,
+                   "url": f"{base}/topics/{topics[t].slug}",
+                   "syntheses": [syntheses[i] for i in ids]} for t, ids in sections])
     return mail.renderer.render("digest", {
-        "publication": config["PUBLICATION_NAME"],
-        "base_url": base,
-        "postal_address": config["POSTAL_ADDRESS"],
-        "subject": content["subject"],
-        "preheader": content["preheader"],
+        **context, "frequency": content["frequency"],
         "date_label": f"{local_date:%A} {local_date.day} {local_date:%B %Y}",
-        "frequency": content["frequency"],
-        "web_url": f"{base}/editions/{slug}",
-        "sections": [{"title": topics[t].name, "slug": topics[t].slug,
-                      "url": f"{base}/topics/{topics[t].slug}",
-                      "syntheses": [syntheses[i] for i in ids]}
-                     for t, ids in sections],
-        "count": sum(len(ids) for _, ids in sections),
-        "subscribed_to": "",
-    })
+        "count": sum(len(ids) for _, ids in sections)})
 
 
 def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:

@@ -63,32 +63,31 @@ class Due:
     instant: datetime
 
 
-def latest_due(plan: Plan, now: datetime) -> Due | None:
-    """The most recent scheduled digest at or before ``now`` (within the last 8 days)."""
+def _scheduled(plan: Plan, now: datetime, offsets: range):
+    """The plan's digests on the local dates ``today + offset`` (in the offsets' order)."""
     tz = zone(plan.timezone)
     today = now.astimezone(tz).date()
-    for back in range(8):
-        day = today - timedelta(days=back)
-        if plan.frequency == WEEKLY and day.weekday() != plan.weekly_day:
-            continue
-        instant = local_instant(day, plan.delivery_minute, tz)
-        if instant <= now:
-            return Due(day, instant)
-    return None
+    for offset in offsets:
+        day = today + timedelta(days=offset)
+        if plan.frequency != WEEKLY or day.weekday() == plan.weekly_day:
+            yield Due(day, local_instant(day, plan.delivery_minute, tz))
+
+
+def latest_due(plan: Plan, now: datetime) -> Due | None:
+    """The most recent scheduled digest at or before ``now`` (within the last 8 days)."""
+    return next((due for due in _scheduled(plan, now, range(0, -8, -1))
+                 if due.instant <= now), None)
 
 
 def next_due(plan: Plan, now: datetime) -> Due:
-    """The first scheduled digest strictly after ``now``."""
-    tz = zone(plan.timezone)
-    today = now.astimezone(tz).date()
-    for ahead in range(9):
-        day = today + timedelta(days=ahead)
-        if plan.frequency == WEEKLY and day.weekday() != plan.weekly_day:
-            continue
-        instant = local_instant(day, plan.delivery_minute, tz)
-        if instant > now:
-            return Due(day, instant)
-    raise AssertionError("a weekly schedule repeats within 8 days")  # pragma: no cover
+    """The first scheduled digest strictly after ``now`` (a week repeats within 9 days)."""
+    return next(due for due in _scheduled(plan, now, range(9)) if due.instant > now)
+
+
+def digest_frequency(frequency: str) -> str:
+    """The kind of digest a reader gets: weekly, or daily (a paused reader whose pause has
+    ended gets daily ones)."""
+    return WEEKLY if frequency == WEEKLY else DAILY
 
 
 def window(frequency: str) -> timedelta:

@@ -117,16 +117,21 @@ def web_url(edition: Edition, base_url: str) -> str:
     return f"{base_url.rstrip('/')}/editions/{edition.slug}" if edition.slug else ""
 
 
-def _sections_for(edition: Edition, base_url: str) -> list[dict[str, Any]]:
-    sections = []
-    for section in edition.content.get("sections", []):
-        ids = section.get("synthesis_ids", [])
-        by_id = {s.id: s for s in db.session.scalars(select(Synthesis).where(
-            Synthesis.id.in_(ids)))}
-        sections.append({"title": section.get("title", ""),
-                         "syntheses": [synthesis_dict(by_id[i], base_url) for i in ids
-                                       if i in by_id]})
-    return sections
+def edition_sections(edition: Edition, *, published_only: bool = False) -> list[dict[str, Any]]:
+    """The edition's sections as ``[{"title", "syntheses": [Synthesis]}]``, in one query.
+    With ``published_only`` (the web version), syntheses unpublished since are left out,
+    and so are sections left empty."""
+    sections = (edition.content or {}).get("sections", [])
+    wanted = {i for section in sections for i in section.get("synthesis_ids", [])}
+    by_id = {s.id: s for s in db.session.scalars(
+        select(Synthesis).where(Synthesis.id.in_(wanted)))} if wanted else {}
+    result = []
+    for section in sections:
+        syntheses = [by_id[i] for i in section.get("synthesis_ids", []) if i in by_id
+                     and (by_id[i].is_published or not published_only)]
+        if syntheses or not published_only:
+            result.append({"title": section.get("title", ""), "syntheses": syntheses})
+    return result
 
 
 def render_variants(edition: Edition, mail) -> dict[str, EditionVariant]:
@@ -144,7 +149,10 @@ def render_variants(edition: Edition, mail) -> dict[str, EditionVariant]:
         select(Topic).where(Topic.slug.in_(edition.audience.get("topics", []))))]
     rendered = mail.renderer.render("edition", edition_context(
         config=config, subject=edition.subject, preheader=edition.preheader,
-        sections=_sections_for(edition, config["BASE_URL"]),
+        sections=[{"title": section["title"],
+                   "syntheses": [synthesis_dict(s, config["BASE_URL"])
+                                 for s in section["syntheses"]]}
+                  for section in edition_sections(edition)],
         body_html=edition.content.get("body_html", ""),
         body_text=edition.content.get("body_text", ""),
         subscribed_to=", ".join(topic_names),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
@@ -33,15 +34,13 @@ def seed_demo_readers(services: ReaderServices, now: datetime | None = None) -> 
     hour; the weekly one gets hers on today's weekday. Returns how many were added.
     """
     now = now or utcnow()
-    from newsletter.editions.schedule import zone
-
     topics = {t.slug: t for t in db.session.scalars(select(Topic))}
     existing = set(db.session.scalars(select(Reader.email)))
     added = 0
     for address, tz, minutes, frequency, fmt, slugs in DEMO_READERS:
         if address in existing:
             continue
-        local = (now + timedelta(minutes=minutes)).astimezone(zone(tz))
+        local = (now + timedelta(minutes=minutes)).astimezone(ZoneInfo(tz))
         reader = Reader(email=address, email_hash=email_hash(address, services.hash_key),
                         status=ReaderStatus.ACTIVE.value, source="demo", timezone=tz,
                         delivery_minute=local.hour * 60 + local.minute, frequency=frequency,

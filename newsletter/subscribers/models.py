@@ -79,7 +79,8 @@ class Reader(Base):
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # Digest schedule state (editions.digests): the reader's local date whose digest was last
-    # handled (queued, empty or skipped), and the publication time its content reached.
+    # handled (queued, empty or skipped), and the listing time (syntheses.listed_at) the
+    # content of their last sent digest reached.
     last_digest_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     digest_covered_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 

@@ -14,17 +14,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from flask import Blueprint, abort, render_template, request
 from markupsafe import Markup
 from sqlalchemy import exists, or_, select
 
 from newsletter.content import service as content
-from newsletter.content.models import Synthesis, Topic
+from newsletter.content.models import Topic
 from newsletter.db import db
 from newsletter.editions.markdown import sanitise
 from newsletter.editions.models import Edition, EditionStatus, EditionTopic
+from newsletter.editions.service import edition_sections
 
 bp = Blueprint("editions", __name__)
 PAGE_SIZE = 20
@@ -108,21 +108,6 @@ def topic_archive(slug: str):
                            page=page, has_next=len(editions) > PAGE_SIZE)
 
 
-def _sections(edition: Edition) -> list[dict[str, Any]]:
-    sections = (edition.content or {}).get("sections", [])
-    wanted = {i for section in sections for i in section.get("synthesis_ids", [])}
-    by_id = {s.id: s for s in db.session.scalars(
-        select(Synthesis).where(Synthesis.id.in_(wanted)))} if wanted else {}
-    result = []
-    for section in sections:
-        # A synthesis unpublished since the edition went out is left out of the web version.
-        syntheses = [by_id[i] for i in section.get("synthesis_ids", [])
-                     if i in by_id and by_id[i].is_published]
-        if syntheses:
-            result.append({"title": section.get("title", ""), "syntheses": syntheses})
-    return result
-
-
 @bp.get("/editions/<slug>")
 def edition(slug: str):
     """The web version ("view in browser") of an edition that went out."""
@@ -139,4 +124,5 @@ def edition(slug: str):
     body = (item.content or {}).get("body_html") or ""
     return render_template("editions/edition.html", entry=entry,
                            body=Markup(sanitise(body)) if body else "",  # noqa: S704
-                           sections=_sections(item), topics=content.list_topics())
+                           sections=edition_sections(item, published_only=True),
+                           topics=content.list_topics())

@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 CHROMIUM_BIN ?= /usr/bin/chromium
+PORT   ?= 5000
 
 .PHONY: run test browser-deps lint bench clean
 
@@ -22,10 +23,11 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 run: export NEWSLETTER_DEBUG ?= 1
 run: export NEWSLETTER_SEND_IN_WEB ?= 1
+run: export NEWSLETTER_BASE_URL ?= http://127.0.0.1:$(PORT)
 run: $(VENV)/.installed-run
 	$(BIN)/newsletter db upgrade
 	$(BIN)/newsletter seed-demo --if-empty
-	$(BIN)/newsletter serve --host 127.0.0.1 --port 5000
+	$(BIN)/newsletter serve --host 127.0.0.1 --port $(PORT)
 
 # Debian's Chromium for the browser tests (tests/browser use $(CHROMIUM_BIN)) and Debian's
 # SpamAssassin for the digest's offline spam score (tests/integration/test_digest_spam.py).
@@ -49,6 +51,7 @@ test: $(VENV)/.installed-test browser-deps
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache test-artifacts

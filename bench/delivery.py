@@ -205,8 +205,8 @@ def insert_readers(app, n: int, batch: int = 10_000) -> float:
     from sqlalchemy import insert, text
 
     from newsletter.db import db
-    from newsletter.extensions import reader_services
     from newsletter.subscribers.models import Reader
+    from newsletter.wiring import reader_services
 
     topics = topic_ids(app)
     with app.app_context():
@@ -246,13 +246,13 @@ def start_edition(app, edition_id: int) -> tuple[int, float, int]:
     from sqlalchemy import select
 
     from newsletter.db import db
-    from newsletter.editions import service as editions
+    from newsletter.delivery import service as sending
     from newsletter.editions.models import EditionVariant
-    from newsletter.extensions import mail_setup
+    from newsletter.wiring import mail_setup
 
     with app.app_context():
         start = time.perf_counter()
-        queued = editions.start_sending(edition_id, mail_setup())
+        queued = sending.start_sending(edition_id, mail_setup())
         elapsed = time.perf_counter() - start
         html = db.session.scalar(select(EditionVariant.html).where(
             EditionVariant.edition_id == edition_id, EditionVariant.key == "html"))
@@ -323,7 +323,7 @@ def _send_child(spec: dict[str, Any], conn) -> None:
     from newsletter.db import db, utcnow
     from newsletter.delivery.models import Delivery
     from newsletter.delivery.queue import Claimed
-    from newsletter.delivery.service import make_sender
+    from newsletter.wiring import make_sender
 
     app = make_app(spec["config"])
     sender = make_sender(app)
@@ -475,8 +475,8 @@ def fanout_benchmark(tmp: Path, secret: str, readers: int) -> dict[str, Any]:
     from newsletter.delivery.models import Delivery
     from newsletter.editions import service as editions
     from newsletter.editions.models import Edition
-    from newsletter.extensions import mail_setup, reader_services
     from newsletter.subscribers.addresses import email_hash
+    from newsletter.wiring import mail_setup, reader_services
 
     url = f"sqlite:///{tmp / 'fanout.db'}"
     app = make_app(app_config(tmp, url, secret))

@@ -58,11 +58,11 @@ def run(tmp: Path, url: str, n: int) -> None:
     from newsletter.content.demo import seed_demo
     from newsletter.content.models import Topic
     from newsletter.db import db
-    from newsletter.delivery.fanout import fan_out
+    from newsletter.delivery.fanout import fan_out, queue_readers
     from newsletter.editions import service as editions
     from newsletter.editions.digests import compose_due
-    from newsletter.extensions import mail_setup
     from newsletter.subscribers.models import Reader, ReaderTopic
+    from newsletter.wiring import mail_setup
 
     app = create_app({"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": "bench" * 8,
                       "INSTANCE_DIR": str(tmp / "instance"), "BASE_URL": "https://news.example"})
@@ -100,7 +100,8 @@ def run(tmp: Path, url: str, n: int) -> None:
         now = start
         while now < start + timedelta(hours=24):
             t = time.perf_counter()
-            result = compose_due(mail, now=now, grace=timedelta(hours=3), slot_minutes=15)
+            result = compose_due(mail, queue=queue_readers, now=now, grace=timedelta(hours=3),
+                                 slot_minutes=15)
             elapsed = time.perf_counter() - t
             (busy if result.due else idle).append((elapsed, result.queued))
             queued += result.queued

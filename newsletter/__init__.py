@@ -27,28 +27,21 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
-    from newsletter import models  # noqa: F401 - registers every table on the metadata
-    from newsletter.db import db
-    from newsletter.extensions import (
-        MIGRATIONS_DIR,
-        csrf,
-        init_delivery,
-        init_mail,
-        init_readers,
-        limiter,
-        login_manager,
-        migrate,
+    from newsletter import (
+        models,  # noqa: F401 - registers every table on the metadata
+        wiring,
     )
+    from newsletter.config import PROJECT_ROOT
+    from newsletter.db import db
+    from newsletter.extensions import csrf, limiter, login_manager, migrate
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True,
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True,
                      compare_type=True)
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)
-    init_mail(app)
-    init_readers(app)
-    init_delivery(app)
+    wiring.init_app(app)
 
     from newsletter.web import register_web
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,14 +63,16 @@ def _instance_dir() -> Path:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("NEWSLETTER_DEBUG", "DEBUG", False, _bool,
-            "Development mode: allows the development secret key. Never in production."),
+            "Development mode: stores a random secret key in `instance/secret_key` (used by "
+            "every command on that instance's SQLite database). Never in production."),
     Setting("NEWSLETTER_INSTANCE_DIR", "INSTANCE_DIR", None, _str,
             "Folder for the SQLite database and the outbox (default `instance/`)."),
     Setting("NEWSLETTER_DATABASE_URL", "DATABASE_URL", None, _str,
             "SQLAlchemy URL; default `sqlite:///instance/newsletter.db`. "
             "PostgreSQL: `postgresql+psycopg://user@host/db`."),
     Setting("NEWSLETTER_SECRET_KEY", "SECRET_KEY", DEV_SECRET_KEY, _str,
-            "Signs sessions and tokens. Required outside debug/testing."),
+            "Signs sessions and tokens. Required outside debug/testing, unless the instance's "
+            "SQLite database is used with a key stored by debug mode."),
     Setting("NEWSLETTER_SECRET_KEYS", "SECRET_KEYS", None, _list,
             "Comma-separated keys for signed links, newest first: the newest signs, all "
             "verify (rotation). Default: the secret key."),
@@ -174,6 +177,53 @@ class ConfigError(RuntimeError):
     """A setting is missing or malformed; the message says which and why in one line."""
 
 
+SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
+
+
+def instance_secret_key(instance: Path, *, create: bool) -> str | None:
+    """The secret key kept in the instance folder (``instance/secret_key``), if any.
+
+    With ``create`` (development mode) a random one is written on first use, so every
+    process that shares the instance folder — ``make run`` and any command typed in a
+    second terminal — signs and verifies with the same key, and none needs
+    ``NEWSLETTER_DEBUG``. The file is written whole or not at all (a temporary file linked
+    into place), readable by its owner only; a file that is shorter than
+    :data:`MIN_STORED_KEY` characters or readable by others is not used (and, in
+    development mode, replaced).
+    """
+    path = instance / SECRET_KEY_FILE
+    key = _read_stored_key(path)
+    if key is None and create:
+        instance.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            path.unlink()  # unusable (empty, short or shared): replace it
+        temporary = instance / f".{SECRET_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48) + "\n")
+        try:
+            os.link(temporary, path)  # atomic; fails if another process linked first
+        except FileExistsError:
+            pass  # theirs wins: read it below
+        finally:
+            temporary.unlink()
+        key = _read_stored_key(path)
+    return key
+
+
+MIN_STORED_KEY = 32
+
+
+def _read_stored_key(path: Path) -> str | None:
+    try:
+        if path.stat().st_mode & 0o077:
+            return None
+        key = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return key if len(key) >= MIN_STORED_KEY else None
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Return the Flask config built from defaults and ``NEWSLETTER_*`` variables."""
     environ = os.environ if environ is None else environ
@@ -194,6 +244,7 @@ def finish_config(config: dict[str, Any]) -> dict[str, Any]:
     """Fill the derived defaults (paths, database URL, mail domain) and check the result."""
     instance = Path(config.get("INSTANCE_DIR") or _instance_dir())
     config["INSTANCE_DIR"] = str(instance)
+    own_database = not config.get("DATABASE_URL")  # the instance's SQLite, as make run's
     if not config.get("DATABASE_URL"):
         config["DATABASE_URL"] = f"sqlite:///{instance / 'newsletter.db'}"
     if not config.get("OUTBOX_DIR"):
@@ -211,6 +262,15 @@ def finish_config(config: dict[str, Any]) -> dict[str, Any]:
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
     if not config.get("BOUNCE_DOMAIN"):
         config["BOUNCE_DOMAIN"] = config["MAIL_DOMAIN"]
+    # The stored key serves make run's instance only: development mode, or a command
+    # using that instance's own SQLite database. Never in tests, never beside a database
+    # given by URL (a real deployment sets its key).
+    unset = not config.get("SECRET_KEYS") and config.get("SECRET_KEY") in (None, "",
+                                                                          DEV_SECRET_KEY)
+    if unset and not config.get("TESTING") and (config.get("DEBUG") or own_database):
+        stored = instance_secret_key(instance, create=bool(config.get("DEBUG")))
+        if stored:
+            config["SECRET_KEY"] = stored
     if config.get("SECRET_KEYS"):
         config["SECRET_KEY"] = config["SECRET_KEYS"][0]
     else:
@@ -220,6 +280,7 @@ def finish_config(config: dict[str, Any]) -> dict[str, Any]:
     ):
         raise ConfigError(
             "refusing to start: NEWSLETTER_SECRET_KEY is unset or the development key; "
-            "set a long random value (or NEWSLETTER_DEBUG=1 for local development)"
+            "set a long random value (or NEWSLETTER_DEBUG=1 for local development, which "
+            f"stores one in {instance / SECRET_KEY_FILE})"
         )
     return config

@@ -12,8 +12,8 @@ from newsletter.subscribers.models import Reader, ReaderTopic
 def make_reader(email: str = "ada@example.com", status: str = "active",
                 topics: tuple[str, ...] = ("ai-policy-and-safety", "models-and-research"),
                 **fields) -> Reader:
-    from newsletter.extensions import reader_services
     from newsletter.subscribers.addresses import email_hash
+    from newsletter.wiring import reader_services
 
     reader = Reader(email=email, email_hash=email_hash(email, reader_services().hash_key),
                     status=status, confirmed_at=utcnow() if status == "active" else None,
@@ -28,6 +28,6 @@ def make_reader(email: str = "ada@example.com", status: str = "active",
 
 
 def links():
-    from newsletter.extensions import reader_services
+    from newsletter.wiring import reader_services
 
     return reader_services().mailer.links

@@ -154,11 +154,10 @@ def upgrade():
 
 def _backfill_email_hashes():
     """Readers made before this revision get the keyed hash of their address."""
-    from flask import current_app
-
     from newsletter.subscribers.addresses import email_hash
+    from newsletter.wiring import services
 
-    key = current_app.extensions["newsletter.readers"].hash_key
+    key = services().readers.hash_key
     conn = op.get_bind()
     rows = conn.execute(sa.text("SELECT id, email FROM readers WHERE email IS NOT NULL")).all()
     for reader_id, email in rows:

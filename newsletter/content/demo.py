@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from newsletter.content.models import Synthesis, Topic
-from newsletter.content.service import Outcome, ingest
+from newsletter.content.service import IngestOutcome, ingest
 from newsletter.db import db, utcnow
 
 DEMO_FILE = Path(__file__).with_name("demo_content.json")
@@ -44,13 +44,13 @@ def seed_demo(now: datetime | None = None) -> dict[str, int]:
         payload = {k: v for k, v in item.items() if k != "hours_ago"}
         payload["published_at"] = (now - timedelta(hours=item["hours_ago"])).isoformat()
         result = ingest(payload)
-        if result.outcome is Outcome.CREATED:
+        if result.outcome is IngestOutcome.CREATED:
             # Demo pieces count as listed when they were "published", hours ago, so the
             # demo readers' first digests hold the last day's, not all of them.
             result.synthesis.listed_at = result.synthesis.published_at
             db.session.commit()
         outcome = result.outcome
-        counts[outcome.value if outcome is not Outcome.CREATED else "created"] += 1
+        counts[outcome.value if outcome is not IngestOutcome.CREATED else "created"] += 1
     return counts
 
 

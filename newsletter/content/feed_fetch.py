@@ -120,3 +120,15 @@ def parse(response: _Response) -> Any:
         raise FeedError(f"not an RSS or Atom feed{detail}")
     return parsed
 
+
+@dataclass(frozen=True)
+class FeedFetcher:
+    """The HTTP side of feeds, built in ``newsletter.wiring``: :func:`fetch` with its
+    limits. Tests replace it to serve a feed without a network."""
+
+    timeout: float = FETCH_TIMEOUT
+    max_bytes: int = MAX_FEED_BYTES
+
+    def fetch(self, url: str, etag: str | None = None,
+              modified: str | None = None) -> _Response | None:
+        return fetch(url, etag, modified, timeout=self.timeout, max_bytes=self.max_bytes)

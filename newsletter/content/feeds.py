@@ -25,14 +25,16 @@ from newsletter.content.feed_entries import (
     feed_title,
     is_importable,
 )
-from newsletter.content.feed_fetch import FeedError, fetch, parse
+from newsletter.content.feed_fetch import FeedError, FeedFetcher, parse
 from newsletter.content.models import Feed, FeedEntry
-from newsletter.content.service import Outcome, ingest, resolve_topics
+from newsletter.content.service import IngestOutcome, ingest, resolve_topics
 from newsletter.content.validation import MAX_TOPICS, InvalidSynthesis, check_http_url
 from newsletter.db import db, utcnow
 from newsletter.validation import FieldError, InvalidInput
 
 log = logging.getLogger(__name__)
+# The fetcher used when a caller passes none; the app's own is built in newsletter.wiring.
+DEFAULT_FETCHER = FeedFetcher()
 
 
 
@@ -79,9 +81,9 @@ def _check_url(url: Any, errors: list[FieldError]) -> str | None:
     return url
 
 
-def check_feed(url: str) -> FeedCheck:
+def check_feed(url: str, fetcher: FeedFetcher = DEFAULT_FETCHER) -> FeedCheck:
     """Fetch ``url`` once and say what it holds; raises ``FeedError`` if it is no feed."""
-    response = fetch(url)
+    response = fetcher.fetch(url)
     if response is None:  # no validators were sent, so a 304 is a broken server
         raise FeedError("the server answered 304 Not Modified to a plain GET")
     parsed = parse(response)
@@ -91,8 +93,8 @@ def check_feed(url: str) -> FeedCheck:
                      importable=importable)
 
 
-def add_feed_checked(url: str, topics: list[str],
-                     publish: bool = False) -> tuple[Feed, FeedCheck]:
+def add_feed_checked(url: str, topics: list[str], publish: bool = False,
+                     fetcher: FeedFetcher = DEFAULT_FETCHER) -> tuple[Feed, FeedCheck]:
     """``add_feed``, also returning what the check fetch found."""
     errors: list[FieldError] = []
     url = _check_url(url, errors)
@@ -113,7 +115,7 @@ def add_feed_checked(url: str, topics: list[str],
         raise InvalidInput([FieldError("url", f"is already added (feed {existing})")])
     db.session.commit()  # hold no transaction open while the network is slow
     try:
-        check = check_feed(url)
+        check = check_feed(url, fetcher)
     except FeedError as exc:
         raise InvalidInput([FieldError("url", f"refused: {exc}")]) from None
     feed = Feed(url=url, title=check.title[:TITLE_LIMIT], topics=slugs, publish=publish,
@@ -127,7 +129,8 @@ def add_feed_checked(url: str, topics: list[str],
     return feed, check
 
 
-def add_feed(url: str, topics: list[str], publish: bool = False) -> Feed:
+def add_feed(url: str, topics: list[str], publish: bool = False,
+             fetcher: FeedFetcher = DEFAULT_FETCHER) -> Feed:
     """Check and store a feed whose entries become syntheses in ``topics`` (slugs or names),
     drafts unless ``publish``. Nothing is imported yet: the next poll does that.
 
@@ -135,7 +138,7 @@ def add_feed(url: str, topics: list[str], publish: bool = False) -> Feed:
     2000 characters or already added; no topic or an unknown one; a feed that cannot be
     fetched or is not RSS/Atom — and then stores nothing.
     """
-    return add_feed_checked(url, topics, publish)[0]
+    return add_feed_checked(url, topics, publish, fetcher)[0]
 
 
 def list_feeds() -> list[Feed]:
@@ -185,7 +188,8 @@ def _finish(feed: Feed, now: datetime, error: str | None) -> None:
     db.session.commit()
 
 
-def poll_feed(feed_id: int, now: datetime | None = None) -> PollResult:
+def poll_feed(feed_id: int, now: datetime | None = None,
+              fetcher: FeedFetcher = DEFAULT_FETCHER) -> PollResult:
     """Fetch one feed and import each entry never seen before; raises ``FeedNotFound``.
 
     A network or HTTP error, or a body that is not a feed, is recorded in ``last_error`` and
@@ -202,7 +206,7 @@ def poll_feed(feed_id: int, now: datetime | None = None) -> PollResult:
     url, etag, modified = feed.url, feed.etag, feed.modified
     db.session.commit()  # hold no transaction open while the network is slow
     try:
-        response = fetch(url, etag, modified)
+        response = fetcher.fetch(url, etag, modified)
         if response is None:
             result.not_modified = True
             _finish(feed, now, None)
@@ -232,7 +236,7 @@ def poll_feed(feed_id: int, now: datetime | None = None) -> PollResult:
             db.session.rollback()
             result.errors.append(f"entry {guid[:200]}: {exc}")
             continue
-        if ingested.outcome is Outcome.CREATED:
+        if ingested.outcome is IngestOutcome.CREATED:
             result.new += 1
         _record_entry(feed.id, guid, ingested.synthesis.id, now)
 
@@ -249,7 +253,7 @@ def poll_feed(feed_id: int, now: datetime | None = None) -> PollResult:
     return result
 
 
-def poll_due(now: datetime, every: timedelta) -> int:
+def poll_due(now: datetime, every: timedelta, fetcher: FeedFetcher = DEFAULT_FETCHER) -> int:
     """Poll each active feed not polled within ``every``; the number of feeds polled.
 
     One bad feed is logged and never stops the others, nor raises to the scheduler.
@@ -273,7 +277,7 @@ def poll_due(now: datetime, every: timedelta) -> int:
         if claimed.rowcount != 1:
             continue
         try:
-            result = poll_feed(feed_id, now)
+            result = poll_feed(feed_id, now, fetcher)
         except Exception:
             db.session.rollback()
             log.exception("polling feed %s failed", feed_id)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from newsletter.content.service import Outcome, ingest
+from newsletter.content.service import IngestOutcome, ingest
 from newsletter.content.validation import InvalidSynthesis
 from newsletter.db import db
 
@@ -107,9 +107,9 @@ def import_text(text: str) -> ImportReport:
             db.session.rollback()
             report.rejected.append(Rejection(line, str(exc)))
             continue
-        if result.outcome is Outcome.CREATED:
+        if result.outcome is IngestOutcome.CREATED:
             report.created += 1
-        elif result.outcome is Outcome.UPDATED:
+        elif result.outcome is IngestOutcome.UPDATED:
             report.updated += 1
         else:
             report.unchanged += 1

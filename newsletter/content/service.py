@@ -22,7 +22,7 @@ from newsletter.content.validation import (
 from newsletter.db import db, utcnow
 
 
-class Outcome(StrEnum):
+class IngestOutcome(StrEnum):
     CREATED = "created"
     UPDATED = "updated"
     UNCHANGED = "unchanged"
@@ -31,7 +31,7 @@ class Outcome(StrEnum):
 @dataclass(frozen=True)
 class IngestResult:
     synthesis: Synthesis
-    outcome: Outcome
+    outcome: IngestOutcome
 
 
 def slugify(text: str, max_len: int = 80) -> str:
@@ -116,10 +116,11 @@ def upsert_synthesis(data: SynthesisInput) -> IngestResult:
                 existing.slug = data.slug
                 _apply(existing, data, topics)
                 db.session.commit()
-                return IngestResult(existing, Outcome.UPDATED)
+                return IngestResult(existing, IngestOutcome.UPDATED)
             changed = _apply(existing, data, topics)
             db.session.commit()
-            return IngestResult(existing, Outcome.UPDATED if changed else Outcome.UNCHANGED)
+            outcome = IngestOutcome.UPDATED if changed else IngestOutcome.UNCHANGED
+            return IngestResult(existing, outcome)
         if data.slug:
             _check_slug_free(data.slug, None)
         synthesis = Synthesis(
@@ -138,7 +139,7 @@ def upsert_synthesis(data: SynthesisInput) -> IngestResult:
             if attempt:
                 raise
             continue
-        return IngestResult(synthesis, Outcome.CREATED)
+        return IngestResult(synthesis, IngestOutcome.CREATED)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -189,6 +190,36 @@ def count_visible(topic: Topic | None = None) -> int:
     if topic is not None:
         query = query.join(synthesis_topics).where(synthesis_topics.c.topic_id == topic.id)
     return db.session.scalar(query) or 0
+
+
+@dataclass(frozen=True)
+class SynthesisPage:
+    """One page of a list of syntheses, and whether a later page has any."""
+
+    syntheses: list[Synthesis]
+    has_next: bool
+
+
+def latest_syntheses_page(page: int, page_size: int = 20,
+                          topic: Topic | None = None) -> SynthesisPage:
+    """Page ``page`` (from 1) of :func:`latest_syntheses`; past the last page, empty."""
+    # One row more than a page tells whether there is a next page without a count.
+    syntheses = latest_syntheses(page_size + 1, topic=topic, offset=(page - 1) * page_size)
+    return SynthesisPage(syntheses[:page_size], has_next=len(syntheses) > page_size)
+
+
+def related_syntheses(synthesis: Synthesis, limit: int = 3) -> list[Synthesis]:
+    """Up to ``limit`` other visible syntheses of ``synthesis``'s first topic, newest first
+    (none when it has no topic)."""
+    return [
+        other for topic in synthesis.topics[:1]
+        for other in latest_syntheses(limit + 1, topic=topic) if other.id != synthesis.id
+    ][:limit]
+
+
+def count_visible_by_topic(topics: list[Topic]) -> dict[int, int]:
+    """:func:`count_visible` of each topic, by topic id."""
+    return {topic.id: count_visible(topic) for topic in topics}
 
 
 def find_syntheses(*, topic: Topic | None = None, since: datetime | None = None,

@@ -5,13 +5,25 @@ Policy (configurable): a hard bounce suppresses; ``soft_limit`` soft bounces wit
 ``soft_window`` suppress; a complaint unsubscribes the reader from everything and
 suppresses. Every event is recorded once by (source, event id): replaying a report or a
 webhook changes nothing.
+
+This module is also the one vocabulary of both readers (``providers/`` for webhooks,
+``bounces/`` for DSN and ARF mail): the :class:`Event` they produce, its kinds, and the shape
+of a token they may report.
+
+Kinds: ``hard_bounce`` and ``complaint`` are what the caller suppresses; ``soft_bounce`` and
+``deferred`` may be retried; ``delivered`` means accepted by the receiving server (not read);
+``ignored`` is a provider event type we do not act on; ``unknown`` is a DSN or ARF report
+whose Action, Status or feedback type says nothing we can act on.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -19,12 +31,27 @@ from sqlalchemy.exc import IntegrityError
 from newsletter.db import db, utcnow
 from newsletter.delivery.models import BounceEvent, Delivery, DeliveryStatus, ProcessedEvent
 from newsletter.delivery.tokens import DeliveryTokens
-from newsletter.subscribers import service as readers
+from newsletter.subscribers import service as subscribers
 from newsletter.subscribers.addresses import email_hash, normalise_email
 from newsletter.subscribers.models import Reader, SuppressionReason
 
 log = logging.getLogger(__name__)
-ACTIONABLE = {"hard_bounce", "soft_bounce", "complaint"}
+
+HARD_BOUNCE = "hard_bounce"
+SOFT_BOUNCE = "soft_bounce"
+COMPLAINT = "complaint"
+DELIVERED = "delivered"
+DEFERRED = "deferred"
+IGNORED = "ignored"
+UNKNOWN = "unknown"
+KINDS = frozenset({HARD_BOUNCE, SOFT_BOUNCE, COMPLAINT, DELIVERED, DEFERRED, IGNORED, UNKNOWN})
+ACTIONABLE = {HARD_BOUNCE, SOFT_BOUNCE, COMPLAINT}
+
+# What a token reported back to us (VERP address, X-Newsletter-Token, provider metadata) may
+# look like. Anything else is dropped before it reaches DeliveryTokens.read, which alone
+# decides whether the token is ours.
+REPORTED_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{4,64}")
+DETAIL_MAX = 500
 
 
 @dataclass(frozen=True)
@@ -32,16 +59,24 @@ class BouncePolicy:
     soft_limit: int = 3
     soft_window: timedelta = timedelta(days=30)
 
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> BouncePolicy:
+        """From ``SOFT_BOUNCE_LIMIT`` and ``SOFT_BOUNCE_WINDOW_DAYS``."""
+        return cls(config["SOFT_BOUNCE_LIMIT"],
+                   timedelta(days=config["SOFT_BOUNCE_WINDOW_DAYS"]))
+
 
 @dataclass(frozen=True)
 class Event:
+    """One thing a provider or a report tells us about one recipient of one message."""
+
     source: str                 # dsn, arf, ses, postmark, mailgun, sendgrid
-    event_id: str
-    kind: str                   # hard_bounce, soft_bounce, complaint, delivered, ...
-    token: str | None = None
-    recipient: str | None = None
-    detail: str = ""
-    occurred_at: datetime | None = None
+    event_id: str               # stable across redeliveries of the same webhook or report
+    kind: str                   # one of KINDS
+    token: str | None = None    # None unless it matches REPORTED_TOKEN_RE
+    recipient: str | None = None  # lowercased address
+    detail: str = ""            # one line, at most DETAIL_MAX characters
+    occurred_at: datetime | None = None  # providers: aware, UTC; reports: None (now)
 
 
 def _locate(event: Event, tokens: DeliveryTokens,
@@ -66,7 +101,7 @@ def _locate(event: Event, tokens: DeliveryTokens,
     return None, None
 
 
-def handle(event: Event, *, tokens: DeliveryTokens, services: readers.ReaderServices,
+def handle(event: Event, *, tokens: DeliveryTokens, services: subscribers.ReaderServices,
            policy: BouncePolicy, now: datetime | None = None) -> str:
     """Apply one event; return what it did: duplicate, ignored, unknown, or the kind."""
     now = now or utcnow()
@@ -89,27 +124,38 @@ def handle(event: Event, *, tokens: DeliveryTokens, services: readers.ReaderServ
                                kind=event.kind, source=event.source,
                                occurred_at=event.occurred_at or now,
                                detail=event.detail[:500]))
-    if event.kind == "hard_bounce":
-        readers.suppress_hash(digest, SuppressionReason.HARD_BOUNCE)
+    if event.kind == HARD_BOUNCE:
+        subscribers.suppress_hash(digest, SuppressionReason.HARD_BOUNCE)
         if delivery is not None:
             db.session.execute(update(Delivery).where(
                 Delivery.id == delivery.id,
                 Delivery.status.in_((DeliveryStatus.SENT.value, DeliveryStatus.DEFERRED.value,
                                      DeliveryStatus.QUEUED.value)))
                 .values(status=DeliveryStatus.BOUNCED.value, last_error=event.detail[:500]))
-    elif event.kind == "soft_bounce":
+    elif event.kind == SOFT_BOUNCE:
         db.session.flush()
         recent = db.session.scalar(select(func.count(BounceEvent.id)).where(
-            BounceEvent.email_hash == digest, BounceEvent.kind == "soft_bounce",
+            BounceEvent.email_hash == digest, BounceEvent.kind == SOFT_BOUNCE,
             BounceEvent.occurred_at >= now - policy.soft_window))
         if recent >= policy.soft_limit:
-            readers.suppress_hash(digest, SuppressionReason.SOFT_BOUNCES)
-    elif event.kind == "complaint":
-        readers.suppress_hash(digest, SuppressionReason.COMPLAINT)
+            subscribers.suppress_hash(digest, SuppressionReason.SOFT_BOUNCES)
+    elif event.kind == COMPLAINT:
+        subscribers.suppress_hash(digest, SuppressionReason.COMPLAINT)
         reader = db.session.scalar(select(Reader).where(Reader.email_hash == digest))
         if reader is not None and reader.status != "unsubscribed":
             db.session.commit()
-            readers.unsubscribe(services, reader, readers.Actor(source="complaint"))
+            subscribers.unsubscribe(services, reader, subscribers.Actor(source="complaint"))
     db.session.commit()
     return event.kind
 
+
+def apply_events(events: Iterable[Event], *, tokens: DeliveryTokens,
+                 readers: subscribers.ReaderServices, policy: BouncePolicy,
+                 now: datetime | None = None) -> list[str]:
+    """Apply each event in turn with :func:`handle`; return their outcomes in order.
+
+    Each event is committed on its own, so a failure part-way leaves the earlier ones
+    applied, and replaying the whole batch afterwards changes nothing for them.
+    """
+    return [handle(event, tokens=tokens, services=readers, policy=policy, now=now)
+            for event in events]

@@ -17,8 +17,10 @@ duplicates possible, bounded by the number of connections.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +38,11 @@ from newsletter.mail import SendResult, TransportError, make_transport
 
 log = logging.getLogger(__name__)
 GATHER_SECONDS = 0.003
+
+
+def worker_id() -> str:
+    """This process and thread, as the owner name of the leases it takes."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100000}"
 
 
 class Composer(Protocol):
@@ -70,21 +77,21 @@ class Progress:
         return self.sent + self.bounced + self.failed + self.cancelled
 
 
-def classify(job: dq.Claimed, result: SendResult | TransportError, now: datetime,
-             settings: SendSettings, relay: str) -> dq.Outcome:
+def outcome_of_reply(job: dq.Claimed, result: SendResult | TransportError, now: datetime,
+                     settings: SendSettings, relay: str) -> dq.SendOutcome:
     """2xx → sent; 5xx → bounced; 4xx, timeouts and drops → deferred with exponential
     backoff and jitter, or failed past the maximum attempts or age."""
     if isinstance(result, SendResult):
-        return dq.Outcome(job.id, "sent", result.code, f"{result.code} {result.reply}", relay)
+        return dq.SendOutcome(job.id, "sent", result.code, f"{result.code} {result.reply}", relay)
     reply = str(result)  # "451 DATA: 4.3.0 try again later", or the network failure
     if result.permanent:
-        return dq.Outcome(job.id, "bounced", result.code, reply, relay)
+        return dq.SendOutcome(job.id, "bounced", result.code, reply, relay)
     attempts = job.attempts + 1
     if attempts >= settings.max_attempts or now - job.created_at >= settings.max_age:
-        return dq.Outcome(job.id, "failed", result.code, reply, relay)
+        return dq.SendOutcome(job.id, "failed", result.code, reply, relay)
     delay = min(settings.backoff_base * 2 ** (attempts - 1), settings.backoff_cap)
     delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
-    return dq.Outcome(job.id, "deferred", result.code, reply, relay,
+    return dq.SendOutcome(job.id, "deferred", result.code, reply, relay,
                       next_attempt_at=now + timedelta(seconds=delay))
 
 
@@ -97,14 +104,14 @@ class _Writer(threading.Thread):
         self.engine = engine
         self.worker = worker
         self.clock = clock
-        self.items: queue.Queue[tuple[dq.Outcome, threading.Event | None]] = queue.Queue()
+        self.items: queue.Queue[tuple[dq.SendOutcome, threading.Event | None]] = queue.Queue()
         self.stopping = threading.Event()
         self.progress = progress
         self.lock = lock
         self.fatal: Exception | None = None
         self.connections = 1  # set by the sender: at most this many wait for a commit
 
-    def submit(self, outcome: dq.Outcome, wait: bool, job: dq.Claimed | None = None) -> None:
+    def submit(self, outcome: dq.SendOutcome, wait: bool, job: dq.Claimed | None = None) -> None:
         if job is not None:
             outcome.claim_id = job.claim_id
         event = threading.Event() if wait else None
@@ -193,22 +200,22 @@ class _Connection(threading.Thread):
             if self.transport is not None:
                 self.transport.close()
 
-    def _deliver(self, job: dq.Claimed) -> dq.Outcome:
+    def _deliver(self, job: dq.Claimed) -> dq.SendOutcome:
         sender = self.sender
         halted = sender.halted.get(job.edition_id)
         if halted is not None or sender.draining.is_set() and sender.stop_now.is_set():
             status = "cancelled" if halted == "cancelled" else "released"
-            return dq.Outcome(job.id, status, attempted=False)
+            return dq.SendOutcome(job.id, status, attempted=False)
         # Never hold a claimed delivery for long (its lease would expire and another worker
         # could send it too): past a short wait, put it back for when the relay has room.
         if not self.throttle.wait(sender.stop_now, max_wait=sender.settings.lease_seconds / 4):
             later = sender.clock() + timedelta(seconds=self.throttle.delay_hint)
-            return dq.Outcome(job.id, "released", attempted=False, next_attempt_at=later)
+            return dq.SendOutcome(job.id, "released", attempted=False, next_attempt_at=later)
         try:
             envelope_from, recipient, message = sender.composer.compose(job)
         except Exception as exc:  # noqa: BLE001 - a message we cannot build is a failure
             log.exception("could not compose delivery %s", job.id)
-            return dq.Outcome(job.id, "failed", None, f"compose: {exc}"[:500], self.relay.name)
+            return dq.SendOutcome(job.id, "failed", None, f"compose: {exc}"[:500], self.relay.name)
         if self.transport is None:
             self.transport = sender.transport_factory(self.relay.config)
         try:
@@ -220,7 +227,7 @@ class _Connection(threading.Thread):
             if exc.code is None:  # the connection is gone; open a new one next time
                 self.transport.close()
                 self.transport = None
-        return classify(job, result, sender.clock(), sender.settings, self.relay.name)
+        return outcome_of_reply(job, result, sender.clock(), sender.settings, self.relay.name)
 
 
 class Sender:
@@ -261,7 +268,7 @@ class Sender:
     def _dispatch(self, jobs: list[dq.Claimed]) -> None:
         for job in jobs:
             if not job.eligible:
-                self.writer.submit(dq.Outcome(job.id, "cancelled", attempted=False), wait=False,
+                self.writer.submit(dq.SendOutcome(job.id, "cancelled", attempted=False), wait=False,
                                    job=job)
                 continue
             with self._held_lock:
@@ -328,7 +335,7 @@ class Sender:
             for jobs in self._queues.values():
                 while not jobs.empty():
                     job = jobs.get()
-                    self.writer.submit(dq.Outcome(job.id, "released", attempted=False),
+                    self.writer.submit(dq.SendOutcome(job.id, "released", attempted=False),
                                        wait=False, job=job)
             self.writer.stopping.set()
             self.writer.join()

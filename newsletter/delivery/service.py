@@ -1,62 +1,98 @@
-"""Wiring the sender from settings, and the worker loop that runs it."""
+"""Sending an edition: start it (render its variants, fan out), start the scheduled ones
+whose time has come, cancel it with its unsent deliveries.
+
+The edition's own state machine lives in ``editions.service``; every move here goes
+through its compare-and-set :func:`~newsletter.editions.service.transition`.
+"""
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import threading
-from datetime import timedelta
+from datetime import date, datetime
 
-from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from newsletter.billing import entitlements
+from newsletter.content.models import Topic
 from newsletter.db import db, utcnow
-from newsletter.delivery.compose import EditionComposer
-from newsletter.delivery.relays import parse_relays
-from newsletter.delivery.sender import Sender, SendSettings
-from newsletter.delivery.tokens import DeliveryTokens
-from newsletter.editions import service as editions
+from newsletter.delivery.fanout import fan_out
+from newsletter.delivery.models import Delivery, DeliveryStatus
 from newsletter.editions.models import Edition, EditionStatus
+from newsletter.editions.service import (
+    HTML,
+    TEXT,
+    EditionStateError,
+    render_variants,
+    transition,
+)
 
 log = logging.getLogger(__name__)
+_STARTABLE = (EditionStatus.DRAFT.value, EditionStatus.SCHEDULED.value)
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100000}"
+def start_sending(edition_id: int, mail, now: datetime | None = None,
+                  today: date | None = None) -> int:
+    """Render, fan out and mark the edition ``sending``; return the deliveries queued.
+
+    Only a draft or scheduled edition starts; the move to ``sending`` is a compare-and-set
+    and fan-out is idempotent (unique per edition and reader). Two workers starting the
+    same edition at once both render and fan out, and the loser's error path can still
+    mark it failed: that race is issue #10's to close with a claim.
+    """
+    now = now or utcnow()
+    edition = db.session.get(Edition, edition_id)
+    if edition is None:
+        raise EditionStateError(f"no edition {edition_id}")
+    if edition.status not in _STARTABLE:
+        raise EditionStateError(f"edition {edition_id} is {edition.status}; only a draft or "
+                                "scheduled edition can start")
+    try:
+        variants = render_variants(edition, mail)
+        topic_ids = list(db.session.scalars(select(Topic.id).where(
+            Topic.slug.in_(edition.audience.get("topics", [])))))
+        count = fan_out(edition.id, html_variant=variants[HTML].id,
+                        text_variant=variants[TEXT].id, topic_ids=topic_ids,
+                        paid_only=entitlements.tier_is_paid(edition.audience), now=now,
+                        today=today or now.date())
+        db.session.commit()
+    except Exception as exc:
+        db.session.rollback()
+        transition(edition_id, _STARTABLE, EditionStatus.FAILED.value, error=str(exc)[:500])
+        log.exception("edition %s failed to start", edition_id)
+        raise
+    transition(edition_id, _STARTABLE,
+                EditionStatus.SENDING.value, started_at=now)
+    return count
 
 
-def delivery_tokens(config) -> DeliveryTokens:
-    return DeliveryTokens(config["SECRET_KEYS"])
+def cancel(edition_id: int, now: datetime | None = None) -> int:
+    """Stop the edition; every delivery not yet sent is cancelled. Returns how many."""
+    if not transition(edition_id, (EditionStatus.DRAFT.value, EditionStatus.SCHEDULED.value,
+                                    EditionStatus.SENDING.value, EditionStatus.PAUSED.value),
+                       EditionStatus.CANCELLED.value, finished_at=now or utcnow()):
+        raise EditionStateError(f"edition {edition_id} cannot be cancelled now")
+    # Claimed rows are included: a worker's outcome write only moves claimed rows, so a
+    # message in flight at this moment is recorded as sent if the relay took it.
+    result = db.session.execute(
+        update(Delivery).where(Delivery.edition_id == edition_id,
+                               Delivery.status.in_((DeliveryStatus.QUEUED.value,
+                                                    DeliveryStatus.DEFERRED.value)))
+        .values(status=DeliveryStatus.CANCELLED.value))
+    db.session.commit()
+    return result.rowcount or 0
 
 
-def make_sender(app: Flask, *, worker: str | None = None, transport_factory=None) -> Sender:
-    """A sender for this app's database, relays, signer and links."""
-    from newsletter.extensions import reader_services
-    from newsletter.mail.fastdkim import FastDkimSigner
-
-    config = app.config
-    signer = None
-    if config.get("DKIM_SELECTOR") and config.get("DKIM_DOMAIN") and \
-            config.get("DKIM_PRIVATE_KEY_PATH"):
-        signer = FastDkimSigner.from_files(config["DKIM_SELECTOR"], config["DKIM_DOMAIN"],
-                                           config["DKIM_PRIVATE_KEY_PATH"])
-    with app.app_context():
-        links = reader_services().mailer.links
-        engine = db.engine
-    composer = EditionComposer(engine=engine, config=dict(config), signer=signer,
-                               tokens=delivery_tokens(config), links=links)
-    settings = SendSettings(
-        worker_id=worker or worker_id(),
-        batch_size=config["SEND_BATCH"],
-        lease_seconds=config["LEASE_SECONDS"],
-        max_attempts=config["MAX_ATTEMPTS"],
-        max_age=timedelta(hours=config["MAX_AGE_HOURS"]),
-        backoff_base=float(config["RETRY_BASE_SECONDS"]),
-    )
-    kwargs = {"transport_factory": transport_factory} if transport_factory else {}
-    return Sender(engine=engine, relays=parse_relays(dict(config)), composer=composer,
-                  settings=settings, **kwargs)
+def ensure_sending(edition_id: int, mail) -> int | None:
+    """Start a draft or scheduled edition (returning the deliveries queued) or accept one
+    already sending (``None``); any other state raises ``EditionStateError``."""
+    edition = db.session.get(Edition, edition_id)
+    if edition is None:
+        raise EditionStateError(f"no edition {edition_id}")
+    if edition.status in _STARTABLE:
+        return start_sending(edition_id, mail)
+    if edition.status != EditionStatus.SENDING.value:
+        raise EditionStateError(f"edition {edition_id} is {edition.status}")
+    return None
 
 
 def start_due_editions(mail) -> list[int]:
@@ -67,8 +103,8 @@ def start_due_editions(mail) -> list[int]:
     started = []
     for edition_id in due:
         try:
-            editions.start_sending(edition_id, mail, now=now)
+            start_sending(edition_id, mail, now=now)
             started.append(edition_id)
-        except editions.EditionStateError:
+        except EditionStateError:
             db.session.rollback()  # another worker started it first
     return started

@@ -1,7 +1,9 @@
 """The one place that fetches over HTTPS: SNS signing certificates and subscription URLs.
 
-``provider_events`` checks every URL (https, an ``sns.<region>.amazonaws.com`` host) before
-it reaches this; tests replace the fetcher in ``app.extensions``.
+The SES provider (``providers/ses.py``) checks every URL (https, an
+``sns.<region>.amazonaws.com`` host) before it reaches this. ``wiring.build_services`` hands
+one instance to both the SES provider and the hooks view; tests replace it by rebuilding the
+providers around a fake (see ``tests/integration/test_after_sending.py``).
 """
 
 from __future__ import annotations

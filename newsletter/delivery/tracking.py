@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 
 from newsletter.db import db, utcnow
 from newsletter.delivery.models import Delivery, TrackingEvent
@@ -92,17 +92,6 @@ def _count(delivery_id: int, machine: bool, now: datetime, *, clicked: bool) -> 
             values["first_clicked_at"] = func.coalesce(Delivery.first_clicked_at, now)
     if values:
         db.session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
-
-
-def edition_stats(edition_id: int) -> dict[str, int]:
-    row = db.session.execute(select(
-        func.count(Delivery.id),
-        func.sum(case((Delivery.first_opened_at.is_not(None), 1), else_=0)),
-        func.sum(case((Delivery.first_clicked_at.is_not(None), 1), else_=0)),
-        func.sum(Delivery.machine_opens),
-    ).where(Delivery.edition_id == edition_id)).one()
-    return {"deliveries": row[0] or 0, "opened": row[1] or 0, "clicked": row[2] or 0,
-            "machine_opens": row[3] or 0}
 
 
 # -- name: prune-tracking-events

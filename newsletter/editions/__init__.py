@@ -1,1 +1,2 @@
-"""Editions: what is sent. For now, one synthesis as an email (the send-test message)."""
+"""Editions: what is sent — special editions and digests, their variants (rendered once
+per format), their schedule and state, their audience, and the public web archive."""

@@ -12,8 +12,7 @@ from typing import Any
 from newsletter.content import service as content
 from newsletter.content.models import Synthesis
 from newsletter.editions.render import synthesis_dict
-from newsletter.extensions import MailSetup
-from newsletter.mail import SendResult, TransportError, build_message
+from newsletter.mail import MailSetup, SendResult, TransportError, build_message
 from newsletter.subscribers import service as readers
 from newsletter.subscribers.addresses import InvalidAddress, normalise_email
 

@@ -1,4 +1,7 @@
-"""Edition use cases: create, render variants, start (fan out), pause, resume, cancel.
+"""Edition use cases: create, render variants, pause, resume; the state machine's
+transitions. Starting to send (fan-out) and cancelling (with the deliveries) are the
+delivery engine's (``newsletter.delivery.service``), and so are the counts
+(``newsletter.delivery.stats``).
 
 State machine: draft → scheduled → sending → sent, plus paused (from sending, back by
 resume), cancelled (from any unfinished state) and failed (rendering or fan-out failed).
@@ -8,17 +11,15 @@ never both win it.
 
 from __future__ import annotations
 
-import logging
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
 
+from newsletter.billing import entitlements
 from newsletter.content.models import Synthesis, Topic
 from newsletter.content.service import slugify, unique_slug
 from newsletter.db import db, utcnow
-from newsletter.delivery.fanout import fan_out
-from newsletter.delivery.models import OPEN_STATUSES, Delivery, DeliveryStatus
 from newsletter.editions.models import (
     Edition,
     EditionKind,
@@ -35,7 +36,6 @@ from newsletter.editions.render import (
 )
 from newsletter.validation import FieldError, InvalidInput
 
-log = logging.getLogger(__name__)
 HTML, TEXT = "html", "text"
 
 
@@ -43,7 +43,7 @@ class EditionStateError(Exception):
     """The edition is not in a state that allows this (the message says which)."""
 
 
-def _transition(edition_id: int, allowed: tuple[str, ...], new: str, **values: Any) -> bool:
+def transition(edition_id: int, allowed: tuple[str, ...], new: str, **values: Any) -> bool:
     result = db.session.execute(
         update(Edition).where(Edition.id == edition_id, Edition.status.in_(allowed))
         .values(status=new, **values)
@@ -54,7 +54,7 @@ def _transition(edition_id: int, allowed: tuple[str, ...], new: str, **values: A
 
 def create_edition(*, subject: str, sections: list[dict[str, Any]] | None = None,
                    body_html: str = "", body_text: str = "", preheader: str = "",
-                   topics: list[str] | None = None, tier: str = "all",
+                   topics: list[str] | None = None, tier: str = entitlements.TIER_ALL,
                    send_at: datetime | None = None, tracking: bool = True,
                    kind: str = EditionKind.SPECIAL.value,
                    idempotency_key: str | None = None) -> Edition:
@@ -71,7 +71,7 @@ def create_edition(*, subject: str, sections: list[dict[str, Any]] | None = None
         errors.append(FieldError("subject", "must be one line of at most 300 characters"))
     if len(preheader) > 300 or any(ch in preheader for ch in "\r\n\0"):
         errors.append(FieldError("preheader", "must be one line of at most 300 characters"))
-    if tier not in {"all", "paid"}:
+    if tier not in entitlements.TIERS:
         errors.append(FieldError("tier", "must be all or paid"))
     known = {t.slug for t in db.session.scalars(select(Topic))}
     for slug in topics or []:
@@ -185,76 +185,12 @@ def add_variants(edition: Edition, rendered, config) -> dict[str, EditionVariant
     return variants
 
 
-def start_sending(edition_id: int, mail, now: datetime | None = None,
-                  today: date | None = None) -> int:
-    """Render, fan out and mark the edition ``sending``; return the deliveries queued.
-
-    Only a draft or scheduled edition starts (compare-and-set through an intermediate
-    claim), so two workers reaching a scheduled edition together fan it out once; and
-    fan-out is idempotent anyway.
-    """
-    now = now or utcnow()
-    edition = db.session.get(Edition, edition_id)
-    if edition is None:
-        raise EditionStateError(f"no edition {edition_id}")
-    if edition.status not in (EditionStatus.DRAFT.value, EditionStatus.SCHEDULED.value):
-        raise EditionStateError(f"edition {edition_id} is {edition.status}; only a draft or "
-                                "scheduled edition can start")
-    try:
-        variants = render_variants(edition, mail)
-        topic_ids = list(db.session.scalars(select(Topic.id).where(
-            Topic.slug.in_(edition.audience.get("topics", [])))))
-        count = fan_out(edition.id, html_variant=variants[HTML].id,
-                        text_variant=variants[TEXT].id, topic_ids=topic_ids,
-                        paid_only=edition.audience.get("tier") == "paid", now=now,
-                        today=today or now.date())
-        db.session.commit()
-    except Exception as exc:
-        db.session.rollback()
-        _transition(edition_id, (EditionStatus.DRAFT.value, EditionStatus.SCHEDULED.value),
-                    EditionStatus.FAILED.value, error=str(exc)[:500])
-        log.exception("edition %s failed to start", edition_id)
-        raise
-    _transition(edition_id, (EditionStatus.DRAFT.value, EditionStatus.SCHEDULED.value),
-                EditionStatus.SENDING.value, started_at=now)
-    return count
-
-
 def pause(edition_id: int) -> None:
-    if not _transition(edition_id, (EditionStatus.SENDING.value,), EditionStatus.PAUSED.value):
+    if not transition(edition_id, (EditionStatus.SENDING.value,), EditionStatus.PAUSED.value):
         raise EditionStateError(f"edition {edition_id} is not sending")
 
 
 def resume(edition_id: int) -> None:
     """Back to sending; deliveries already sent are never touched, so nobody gets it twice."""
-    if not _transition(edition_id, (EditionStatus.PAUSED.value,), EditionStatus.SENDING.value):
+    if not transition(edition_id, (EditionStatus.PAUSED.value,), EditionStatus.SENDING.value):
         raise EditionStateError(f"edition {edition_id} is not paused")
-
-
-def cancel(edition_id: int, now: datetime | None = None) -> int:
-    """Stop the edition; every delivery not yet sent is cancelled. Returns how many."""
-    if not _transition(edition_id, (EditionStatus.DRAFT.value, EditionStatus.SCHEDULED.value,
-                                    EditionStatus.SENDING.value, EditionStatus.PAUSED.value),
-                       EditionStatus.CANCELLED.value, finished_at=now or utcnow()):
-        raise EditionStateError(f"edition {edition_id} cannot be cancelled now")
-    # Claimed rows are included: a worker's outcome write only moves claimed rows, so a
-    # message in flight at this moment is recorded as sent if the relay took it.
-    result = db.session.execute(
-        update(Delivery).where(Delivery.edition_id == edition_id,
-                               Delivery.status.in_((DeliveryStatus.QUEUED.value,
-                                                    DeliveryStatus.DEFERRED.value)))
-        .values(status=DeliveryStatus.CANCELLED.value))
-    db.session.commit()
-    return result.rowcount or 0
-
-
-def counts(edition_id: int) -> dict[str, int]:
-    from sqlalchemy import func
-
-    rows = db.session.execute(
-        select(Delivery.status, func.count()).where(Delivery.edition_id == edition_id)
-        .group_by(Delivery.status))
-    result = {status.value: 0 for status in DeliveryStatus}
-    result.update({status: n for status, n in rows})
-    result["open"] = sum(result[s] for s in OPEN_STATUSES)
-    return result

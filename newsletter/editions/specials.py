@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from newsletter.billing import entitlements
 from newsletter.editions.markdown import first_paragraph_text, render_markdown
 from newsletter.editions.models import Edition, EditionKind
 from newsletter.editions.service import create_edition
@@ -13,7 +14,8 @@ PREHEADER_LENGTH = 140
 
 
 def create_special(subject: str, markdown: str | bytes, topics: list[str] | None = None,
-                   tier: str = "all", send_at: datetime | None = None, preheader: str = "",
+                   tier: str = entitlements.TIER_ALL, send_at: datetime | None = None,
+                   preheader: str = "",
                    *, sections: list[dict[str, Any]] | None = None, tracking: bool = True,
                    idempotency_key: str | None = None) -> Edition:
     """Create a special edition whose body is ``markdown``; a draft, or scheduled with

@@ -1,12 +1,13 @@
 """The mail layer: render templates, build and sign messages, hand them to a transport.
 
-A plain library (no Flask): the app wires it in ``newsletter.extensions``.
+A plain library (no Flask): the app wires it in ``newsletter.wiring``.
 """
 
 from newsletter.mail.dkim import DEFAULT_SIGNED_HEADERS, DkimError, DkimSigner
 from newsletter.mail.fastdkim import FastDkimSigner
 from newsletter.mail.message import HeaderValueError, build_message
 from newsletter.mail.render import EmailRenderer, PersonalTemplate, RenderedEmail, TemplateError
+from newsletter.mail.setup import MailSetup
 from newsletter.mail.template import MessageTemplate
 from newsletter.mail.transports import (
     ConsoleTransport,
@@ -29,6 +30,7 @@ __all__ = [
     "FastDkimSigner",
     "FileTransport",
     "HeaderValueError",
+    "MailSetup",
     "MessageTemplate",
     "PersonalTemplate",
     "RenderedEmail",

@@ -84,11 +84,7 @@ def build_message(
         ("List-Unsubscribe", list_unsubscribe_mailto), ("Return-Path", return_path),
         *extra.items(),
     ])
-    for name in extra:
-        if not _FIELD_NAME.fullmatch(name):
-            raise HeaderValueError(name, "is not a valid header name")
-        if name.lower() in _MANAGED:
-            raise ValueError(f"extra header {name!r} is set by build_message itself")
+    _check_extra_names(extra)
 
     if date is None:
         date = datetime.now(UTC)
@@ -117,13 +113,26 @@ def build_message(
     out = bytearray()
     for name, value in headers:
         out += _fold(name, value)
+    _append_body(out, text, html)
+    return bytes(out)
+
+
+def _check_extra_names(extra: Mapping[str, str]) -> None:
+    for name in extra:
+        if not _FIELD_NAME.fullmatch(name):
+            raise HeaderValueError(name, "is not a valid header name")
+        if name.lower() in _MANAGED:
+            raise ValueError(f"extra header {name!r} is set by build_message itself")
+
+
+def _append_body(out: bytearray, text: str, html: str | None) -> None:
+    """The body: one text/plain part, or multipart/alternative with text and HTML."""
     if html is None:
         body = _quoted_printable(text)
         out += _TEXT_PART + _CRLF + body
         if not body.endswith(_CRLF):
             out += _CRLF
-        return bytes(out)
-
+        return
     # "=_" never occurs in quoted-printable output, so the boundary cannot occur in a part.
     boundary = b"=_" + secrets.token_hex(12).encode()
     out += b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\r\n\r\n'
@@ -131,7 +140,6 @@ def build_message(
         out += b"--" + boundary + _CRLF + part_headers + _CRLF
         out += _quoted_printable(content) + _CRLF
     out += b"--" + boundary + b"--" + _CRLF
-    return bytes(out)
 
 
 def _check_values(items: Iterable[tuple[str, str | None]]) -> None:

@@ -273,18 +273,7 @@ class MessageTemplate:
             _check_name(name)
             if name.lower() in _MANAGED:
                 raise ValueError(f"extra header {name!r} is set by MessageTemplate itself")
-        personal = list(personal_headers)
-        lowered = [name.lower() for name in personal]
-        for name in personal:
-            _check_name(name)
-        for required in _REQUIRED_PERSONAL:
-            if required.lower() not in lowered:
-                raise ValueError(f"personal_headers must include {required}")
-        if len(set(lowered)) != len(lowered) or set(lowered) & {n.lower() for n in extra}:
-            raise ValueError("a header is named twice in personal_headers and extra_headers")
-        others = [n for n in personal if n.lower() not in _MANAGED]
-        if len(others) != len(personal) - len(_REQUIRED_PERSONAL):
-            raise ValueError("personal_headers may only add headers MessageTemplate does not set")
+        others = _other_personal_headers(personal_headers, extra)
         if date is None:
             date = datetime.now(UTC)
         elif date.tzinfo is None:
@@ -375,3 +364,22 @@ class _Plan:
         if not last_soft and tail.endswith(_SOFT):
             tail = tail[:-3]
         self.static(tail)
+
+
+def _other_personal_headers(personal_headers: Sequence[str],
+                            extra: Mapping[str, str]) -> list[str]:
+    """The personal headers beyond To, Message-ID and List-Unsubscribe (which must all be
+    named); raises ``ValueError`` for a bad, repeated or managed name."""
+    personal = list(personal_headers)
+    lowered = [name.lower() for name in personal]
+    for name in personal:
+        _check_name(name)
+    for required in _REQUIRED_PERSONAL:
+        if required.lower() not in lowered:
+            raise ValueError(f"personal_headers must include {required}")
+    if len(set(lowered)) != len(lowered) or set(lowered) & {n.lower() for n in extra}:
+        raise ValueError("a header is named twice in personal_headers and extra_headers")
+    others = [n for n in personal if n.lower() not in _MANAGED]
+    if len(others) != len(personal) - len(_REQUIRED_PERSONAL):
+        raise ValueError("personal_headers may only add headers MessageTemplate does not set")
+    return others

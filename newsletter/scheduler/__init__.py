@@ -56,7 +56,7 @@ def run_worker(app: Flask, stop: threading.Event, *, poll_seconds: float = 10.0)
     The send loop is the sender's own (``delivery.sender``): it claims due deliveries,
     queued and deferred alike, so retries need no job of their own.
     """
-    from newsletter.delivery.service import make_sender
+    from newsletter.wiring import make_sender
 
     sender = make_sender(app)
     scheduler = build_scheduler(app, poll_seconds=poll_seconds)

@@ -18,12 +18,13 @@ log = logging.getLogger(__name__)
 
 def compose_digests(app: Flask) -> None:
     """Queue the digests whose readers' local time has come."""
+    from newsletter.delivery.fanout import queue_readers
     from newsletter.editions.digests import compose_due
-    from newsletter.extensions import mail_setup
+    from newsletter.wiring import mail_setup
 
     with app.app_context():
         config = app.config
-        result = compose_due(mail_setup(), now=utcnow(),
+        result = compose_due(mail_setup(), queue=queue_readers, now=utcnow(),
                              grace=timedelta(minutes=config["DIGEST_GRACE"]),
                              slot_minutes=config["DIGEST_SLOT_MINUTES"])
         if result.due or result.skipped:
@@ -35,7 +36,7 @@ def compose_digests(app: Flask) -> None:
 def start_due_editions(app: Flask) -> None:
     """Start the scheduled special editions whose time has come."""
     from newsletter.delivery.service import start_due_editions as start
-    from newsletter.extensions import mail_setup
+    from newsletter.wiring import mail_setup
 
     with app.app_context():
         started = start(mail_setup())
@@ -46,9 +47,11 @@ def start_due_editions(app: Flask) -> None:
 def poll_feeds(app: Flask) -> None:
     """Poll the feeds whose interval has passed."""
     from newsletter.content.feeds import poll_due
+    from newsletter.wiring import services
 
     with app.app_context():
-        poll_due(utcnow(), timedelta(minutes=app.config["FEEDS_POLL_MINUTES"]))
+        poll_due(utcnow(), timedelta(minutes=app.config["FEEDS_POLL_MINUTES"]),
+                 services().feed_fetcher)
 
 
 def housekeeping(app: Flask) -> None:

@@ -94,7 +94,7 @@ def add_reader(services: service.ReaderServices, payload: Any, actor: service.Ac
     consent = _consent(payload.get("consent"), errors)
     prefs = None
     try:
-        prefs = parse_preferences(form, service.reader_topics_available(), today)
+        prefs = parse_preferences(form, services.offered_topics(), today)
     except InvalidInput as exc:
         errors.extend(exc.errors)
     if errors:

@@ -7,8 +7,7 @@ import logging
 from dataclasses import dataclass
 from email.utils import parseaddr
 
-from newsletter.extensions import MailSetup
-from newsletter.mail import build_message
+from newsletter.mail import MailSetup, build_message
 from newsletter.subscribers.tokens import Purpose, Tokens
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""Reader use cases: subscribe, confirm, preferences, unsubscribe, export, erase, suppress.
+"""Reader use cases: subscribe, confirm, preferences, unsubscribe, suppress (export and
+erasure: ``subscribers.privacy``).
 
 Rules kept here (each has a test):
 * Nothing but the confirmation is ever sent to an unconfirmed address.
@@ -13,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
 from newsletter.content.models import Topic
 from newsletter.db import db, utcnow
@@ -67,6 +69,9 @@ class ReaderServices:
     tokens: Tokens
     mailer: ReaderMailer
     hash_key: bytes
+    # The topics readers may choose from: billing's entitlement rule, passed in by the
+    # wiring (subscribers sit below billing and never import it).
+    offered_topics: Callable[[], list[Topic]]
     check_deliverability: bool = False
     record_ip: bool = True
 
@@ -97,13 +102,6 @@ def set_topics(reader: Reader, topics: list[Topic]) -> None:
     ]
     for position, link in enumerate(reader.followed, start=1):
         link.position = position
-
-
-def reader_topics_available() -> list[Topic]:
-    """Topics a reader can follow today (premium ones arrive with the paid tier)."""
-    return list(db.session.scalars(
-        select(Topic).where(Topic.premium.is_(False)).order_by(Topic.position, Topic.name)
-    ))
 
 
 def find_by_email(email: str) -> Reader | None:
@@ -154,7 +152,7 @@ def request_subscription(services: ReaderServices, raw_email: str, topic_slugs: 
         email = normalise_email(raw_email, check_deliverability=services.check_deliverability)
     except ValueError as exc:
         errors.append(FieldError("email", str(exc)))
-    topics = parse_topics({"topic": topic_slugs}, reader_topics_available(), errors)
+    topics = parse_topics({"topic": topic_slugs}, services.offered_topics(), errors)
     if errors:
         raise InvalidInput(errors)
     if not valid_timezone(timezone or ""):
@@ -241,7 +239,7 @@ def reader_from_link(services: ReaderServices, purpose: Purpose, token: str) -> 
 
 # -- preferences ---------------------------------------------------------------------------
 
-def _snapshot(reader: Reader) -> dict[str, Any]:
+def preferences_snapshot(reader: Reader) -> dict[str, Any]:
     return {
         "topics": [link.topic.slug for link in reader.followed],
         "frequency": reader.frequency,
@@ -270,14 +268,14 @@ def update_preferences(services: ReaderServices, reader: Reader, form: dict[str,
         except ValueError as exc:
             errors.append(FieldError("new_email", str(exc)))
     try:
-        prefs: Preferences | None = parse_preferences(form, reader_topics_available(), today)
+        prefs: Preferences | None = parse_preferences(form, services.offered_topics(), today)
     except InvalidInput as exc:
         errors.extend(exc.errors)
         prefs = None
     if errors:
         raise InvalidInput(errors)
 
-    before = _snapshot(reader)
+    before = preferences_snapshot(reader)
     set_topics(reader, prefs.topics)
     reader.frequency = prefs.frequency
     reader.weekly_day = prefs.weekly_day
@@ -285,7 +283,7 @@ def update_preferences(services: ReaderServices, reader: Reader, form: dict[str,
     reader.delivery_minute = prefs.delivery_minute
     reader.timezone = prefs.timezone
     reader.format = prefs.format
-    after = _snapshot(reader)
+    after = preferences_snapshot(reader)
     changes = {key: [before[key], after[key]] for key in after if before[key] != after[key]}
     if changes:
         record_event(services, reader, "preferences", actor, detail={"changes": changes})
@@ -352,56 +350,3 @@ def unsubscribe(services: ReaderServices, reader: Reader, actor: Actor,
             detail={"topic": topic_slug} if topic_slug else {})
     db.session.commit()
     return True
-
-
-# -- privacy -------------------------------------------------------------------------------
-
-def _iso(value: datetime | date | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def export_reader(reader: Reader) -> dict[str, Any]:
-    """Everything we hold about the reader, as JSON-ready data."""
-    events = db.session.scalars(
-        select(ConsentEvent).where(ConsentEvent.reader_id == reader.id)
-        .order_by(ConsentEvent.occurred_at, ConsentEvent.id)
-    )
-    return {
-        "profile": {
-            "email": reader.email,
-            "pending_email": reader.pending_email,
-            "status": reader.status,
-            "source": reader.source,
-            "subscribed_at": _iso(reader.created_at),
-            "confirmed_at": _iso(reader.confirmed_at),
-            "unsubscribed_at": _iso(reader.unsubscribed_at),
-        },
-        "preferences": _snapshot(reader),
-        "consent_events": [
-            {"kind": e.kind, "at": _iso(e.occurred_at), "source": e.source, "ip": e.ip,
-             "user_agent": e.user_agent, "consent_version": e.consent_version,
-             "detail": e.detail}
-            for e in events
-        ],
-        "emails_sent": [],  # filled by the caller from delivery records
-    }
-
-
-def erase_reader(services: ReaderServices, reader: Reader, actor: Actor) -> None:
-    """Erase the reader's personal data; keep a keyed hash so no import can bring it back.
-
-    The row stays (status ``erased``, no address) with its consent events stripped of IP and
-    user agent, so aggregate counts survive.
-    """
-    if reader.email:
-        suppress(services, reader.email, SuppressionReason.ERASED)
-    reader.followed = []
-    reader.email = None
-    reader.email_hash = None
-    reader.pending_email = None
-    reader.status = ReaderStatus.ERASED.value
-    reader.erased_at = utcnow()
-    db.session.execute(update(ConsentEvent).where(ConsentEvent.reader_id == reader.id)
-                       .values(ip=None, user_agent=None))
-    record_event(services, reader, "erase", Actor(source=actor.source))
-    db.session.commit()

@@ -14,8 +14,7 @@ def _wants_json() -> bool:
 
 
 def register_web(app: Flask) -> None:
-    from newsletter.web.api import subscribers  # noqa: F401 - routes on the api blueprint
-    from newsletter.web.api.views import bp as api_bp
+    from newsletter.web.api import bp as api_bp
     from newsletter.web.hooks.views import bp as hooks_bp
     from newsletter.web.public.editions import bp as editions_bp
     from newsletter.web.public.feeds import bp as feeds_bp
@@ -41,10 +40,12 @@ def register_web(app: Flask) -> None:
 
     @app.context_processor
     def _publication():
-        from newsletter.subscribers.service import CONSENT_TEXT, reader_topics_available
+        from newsletter.subscribers.service import CONSENT_TEXT
+        from newsletter.wiring import reader_services
 
         return {"publication": app.config["PUBLICATION_NAME"],
-                "subscribe_topics": reader_topics_available, "consent_text": CONSENT_TEXT}
+                "subscribe_topics": reader_services().offered_topics,
+                "consent_text": CONSENT_TEXT}
 
     @app.errorhandler(CSRFError)
     def _csrf_error(error: CSRFError):

@@ -13,11 +13,11 @@ from sqlalchemy import func, select
 
 from newsletter.db import db
 from newsletter.delivery.models import BounceEvent, Delivery
-from newsletter.delivery.service import delivery_tokens
+from newsletter.delivery.providers import build_providers
 from newsletter.editions.models import EditionLink
-from newsletter.extensions import reader_services
 from newsletter.subscribers.models import Reader
 from newsletter.subscribers.service import is_suppressed
+from newsletter.wiring import reader_services, services
 from tests.support.editions import audience, send, special_edition
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "bounces"
@@ -35,9 +35,8 @@ def sent(app, topics):
 
 
 def token_of(delivery: Delivery) -> str:
-    from flask import current_app
 
-    return delivery_tokens(current_app.config).make(delivery.id)
+    return services().delivery_tokens.make(delivery.id)
 
 
 def dsn_for(delivery: Delivery, sample: str = "postfix_511_user_unknown.eml") -> bytes:
@@ -109,6 +108,18 @@ def test_bad_source_path_is_refused(runner, sent, tmp_path):
 
 # -- webhooks ----------------------------------------------------------------------------
 
+@pytest.fixture
+def configure_hooks(app):
+    """Set webhook settings on the running app. The providers are built from the settings
+    when the app starts, so they are rebuilt here, around the app's (maybe replaced) SNS
+    fetcher."""
+    def configure(**settings):
+        app.config.update(settings)
+        parts = services(app)
+        parts.providers = build_providers(app.config, sns_fetcher=parts.sns_fetcher)
+    return configure
+
+
 def mailgun_body(key: str, event: dict, timestamp: int | None = None) -> bytes:
     timestamp = timestamp or int(time.time())
     token = "abcdef0123456789abcdef0123456789abcdef0123456789ab"
@@ -119,8 +130,8 @@ def mailgun_body(key: str, event: dict, timestamp: int | None = None) -> bytes:
                        "event-data": event}).encode()
 
 
-def test_mailgun_webhook_bounce_and_replay(app, client, sent):
-    app.config["MAILGUN_SIGNING_KEY"] = "mg-key"
+def test_mailgun_webhook_bounce_and_replay(configure_hooks, client, sent):
+    configure_hooks(MAILGUN_SIGNING_KEY="mg-key")
     _, _, rows = sent
     event = {"id": "evt-1", "event": "failed", "severity": "permanent",
              "recipient": rows[0].email, "timestamp": time.time(),
@@ -136,8 +147,8 @@ def test_mailgun_webhook_bounce_and_replay(app, client, sent):
     assert db.session.scalar(select(func.count(BounceEvent.id))) == 1
 
 
-def test_webhook_with_a_bad_signature_changes_nothing(app, client, sent):
-    app.config["MAILGUN_SIGNING_KEY"] = "mg-key"
+def test_webhook_with_a_bad_signature_changes_nothing(configure_hooks, client, sent):
+    configure_hooks(MAILGUN_SIGNING_KEY="mg-key")
     _, _, rows = sent
     event = {"id": "evt-2", "event": "failed", "severity": "permanent",
              "recipient": rows[0].email, "timestamp": time.time()}
@@ -151,10 +162,10 @@ def test_webhook_with_a_bad_signature_changes_nothing(app, client, sent):
     assert db.session.scalar(select(func.count(BounceEvent.id))) == 0
 
 
-def test_postmark_needs_basic_auth(app, client, sent):
+def test_postmark_needs_basic_auth(configure_hooks, client, sent):
     import base64
 
-    app.config.update(POSTMARK_WEBHOOK_USER="pm", POSTMARK_WEBHOOK_PASSWORD="secret")
+    configure_hooks(POSTMARK_WEBHOOK_USER="pm", POSTMARK_WEBHOOK_PASSWORD="secret")
     _, _, rows = sent
     body = json.dumps({"RecordType": "SpamComplaint", "ID": 42, "Type": "SpamComplaint",
                        "Email": rows[1].email, "BouncedAt": "2026-11-27T10:00:00Z",
@@ -245,29 +256,26 @@ def test_edition_without_tracking_has_no_pixel_or_rewritten_links(app, topics, t
 
 
 @pytest.fixture
-def ses(app):
+def ses(app, configure_hooks):
     """/hooks/ses with a test signing certificate served by a fake fetcher (SNS cannot run
     here); returns (key, fetcher)."""
     from datetime import UTC, datetime, timedelta
 
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from newsletter.delivery.provider_events import clear_certificate_cache
-    from tests.unit.test_provider_events import TOPIC, FakeFetcher, make_cert
+    from tests.unit.test_provider_webhooks import TOPIC, FakeFetcher, make_cert
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     now = datetime.now(UTC)
     fetcher = FakeFetcher(make_cert(key, not_before=now - timedelta(days=1),
                                     not_after=now + timedelta(days=1)))
-    app.config["SES_TOPIC_ARNS"] = [TOPIC]
-    app.extensions["newsletter.sns_fetcher"] = fetcher
-    clear_certificate_cache()
-    yield key, fetcher
-    clear_certificate_cache()
+    services(app).sns_fetcher = fetcher
+    configure_hooks(SES_TOPIC_ARNS=[TOPIC])  # a new SES provider: no certificate cached yet
+    return key, fetcher
 
 
 def test_ses_subscription_confirmation_then_a_bounce(client, sent, ses):
-    from tests.unit.test_provider_events import (
+    from tests.unit.test_provider_webhooks import (
         SUBSCRIBE_URL,
         body,
         confirmation,

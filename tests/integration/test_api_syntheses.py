@@ -207,3 +207,17 @@ def test_list_rejects_bad_query_parameters(client, topics, auth, query, field):
 
 def test_list_needs_a_token(client, topics):
     assert client.get("/api/v1/syntheses").status_code == 401
+
+
+def test_the_api_blueprint_has_every_route_under_api_v1(app):
+    """The routes are registered by the blueprint's package, not by importing a module."""
+    rules = {(rule.endpoint, rule.rule, method) for rule in app.url_map.iter_rules()
+             if rule.endpoint.startswith("api.")
+             for method in rule.methods - {"HEAD", "OPTIONS"}}
+    assert rules == {
+        ("api.create_synthesis", "/api/v1/syntheses", "POST"),
+        ("api.list_syntheses", "/api/v1/syntheses", "GET"),
+        ("api.create_subscriber", "/api/v1/subscribers", "POST"),
+        ("api.get_subscriber", "/api/v1/subscribers/<int:reader_id>", "GET"),
+        ("api.delete_subscriber", "/api/v1/subscribers/<int:reader_id>", "DELETE"),
+    }

@@ -21,8 +21,8 @@ import pytest
 from sqlalchemy import func, select
 
 from newsletter.db import db
+from newsletter.delivery import service as sending
 from newsletter.delivery.models import BounceEvent, Delivery, DeliveryAttempt
-from newsletter.editions import service as editions
 from newsletter.editions.models import Edition
 from tests.support.editions import audience, send, special_edition
 from tests.support.worker import (
@@ -61,12 +61,12 @@ def test_worker_killed_mid_send_loses_nothing_and_duplicates_at_most_one_per_con
     first, so each connection ends up holding one accepted message whose outcome cannot be
     committed — the worst case the sender allows — and then the worker is killed.
     """
-    from newsletter.extensions import mail_setup
+    from newsletter.wiring import mail_setup
 
     n_readers = 300
     readers = audience(n_readers)
     edition = special_edition()
-    editions.start_sending(edition.id, mail_setup())
+    sending.start_sending(edition.id, mail_setup())
     db.session.commit()
     everyone = {r.email for r in readers}
 
@@ -192,8 +192,8 @@ def flaky_config(app_config, smtp_server):
 
 def test_flaky_relay_retries_transient_failures_and_bounces_permanent_ones(
         flaky_config, app, topics, smtp_server):
-    from newsletter.extensions import reader_services
     from newsletter.subscribers.service import is_suppressed
+    from newsletter.wiring import reader_services
 
     readers = audience(400)
     fate = {r.email: _fate(r.email) for r in readers}

@@ -10,6 +10,7 @@ import time_machine
 from sqlalchemy import func, select
 
 from newsletter.db import db, utcnow
+from newsletter.delivery import service as sending
 from newsletter.delivery.models import Delivery, DeliveryAttempt
 from newsletter.editions import service as editions
 from newsletter.editions.models import Edition
@@ -41,9 +42,9 @@ def test_fan_out_picks_the_audience_once(app, topics):
     db.session.add(Suppression(email_hash=suppressed.email_hash, reason="hard_bounce"))
     db.session.commit()
     edition = special_edition(topics=["ai-policy-and-safety"])
-    from newsletter.extensions import mail_setup
+    from newsletter.wiring import mail_setup
 
-    assert editions.start_sending(edition.id, mail_setup()) == 3
+    assert sending.start_sending(edition.id, mail_setup()) == 3
     assert sorted(d.reader_id for d in deliveries(edition.id)) == [r.id for r in active]
     from newsletter.delivery.fanout import fan_out
     from newsletter.editions.models import EditionVariant
@@ -141,8 +142,8 @@ def test_permanent_failure_bounces_and_suppresses_without_retry(
     bounced = [d for d in deliveries(edition.id) if d.status == "bounced"]
     assert [d.email for d in bounced] == [readers[0].email]
     assert bounced[0].last_error.startswith("550")
-    from newsletter.extensions import reader_services
     from newsletter.subscribers.service import is_suppressed
+    from newsletter.wiring import reader_services
 
     assert is_suppressed(reader_services(), readers[0].email)
     before = len(smtp_server.messages)
@@ -167,12 +168,12 @@ def test_too_many_attempts_fail(smtp_config, app, topics, smtp_server):
 
 def test_reader_who_unsubscribes_after_fan_out_gets_nothing(smtp_config, app, topics,
                                                             smtp_server):
-    from newsletter.extensions import mail_setup, reader_services
     from newsletter.subscribers import service
+    from newsletter.wiring import mail_setup, reader_services
 
     readers = audience(3)
     edition = special_edition()
-    editions.start_sending(edition.id, mail_setup())
+    sending.start_sending(edition.id, mail_setup())
     service.unsubscribe(reader_services(), db.session.get(Reader, readers[1].id),
                         service.Actor(source="test"))
     send(app, edition.id)
@@ -183,11 +184,11 @@ def test_reader_who_unsubscribes_after_fan_out_gets_nothing(smtp_config, app, to
 
 
 def test_pause_resume_cancel(smtp_config, app, topics, smtp_server):
-    from newsletter.extensions import mail_setup
+    from newsletter.wiring import mail_setup
 
     audience(4)
     edition = special_edition()
-    editions.start_sending(edition.id, mail_setup())
+    sending.start_sending(edition.id, mail_setup())
     editions.pause(edition.id)
     send(app, edition.id)
     assert smtp_server.messages == [], "a paused edition sends nothing"
@@ -200,8 +201,8 @@ def test_pause_resume_cancel(smtp_config, app, topics, smtp_server):
     assert len(smtp_server.messages) == 4, "resume never re-sends"
 
     other = special_edition(subject="Cancelled one")
-    editions.start_sending(other.id, mail_setup())
-    assert editions.cancel(other.id) == 4
+    sending.start_sending(other.id, mail_setup())
+    assert sending.cancel(other.id) == 4
     send(app, other.id)
     assert len(smtp_server.messages) == 4
     assert {d.status for d in deliveries(other.id)} == {"cancelled"}
@@ -210,12 +211,11 @@ def test_pause_resume_cancel(smtp_config, app, topics, smtp_server):
 def test_two_workers_at_once_never_send_twice(smtp_config, app, topics, smtp_server):
     import threading
 
-    from newsletter.delivery.service import make_sender
-    from newsletter.extensions import mail_setup
+    from newsletter.wiring import mail_setup, make_sender
 
     audience(60)
     edition = special_edition()
-    editions.start_sending(edition.id, mail_setup())
+    sending.start_sending(edition.id, mail_setup())
     app.config["SEND_BATCH"] = 7
     senders = [make_sender(app, worker=f"w{i}") for i in range(2)]
     threads = [threading.Thread(target=s.run, args=(threading.Event(),),

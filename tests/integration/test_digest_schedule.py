@@ -273,7 +273,7 @@ def test_a_restart_in_the_middle_of_the_day_sends_nothing_twice(app_config, topi
 
 
 def test_a_cancelled_digest_is_not_sent_to_readers_due_later_in_its_slot(app, topics):
-    from newsletter.editions import service as editions
+    from newsletter.delivery import service as sending
 
     first = make_reader("first@example.com", delivery_minute=7 * 60,
                         topics=("ai-policy-and-safety",))
@@ -283,7 +283,7 @@ def test_a_cancelled_digest_is_not_sent_to_readers_due_later_in_its_slot(app, to
     make_synthesis(title="Mistake", published_at="2026-09-02T06:00:00+00:00")
     compose_at(app, utc(2026, 9, 2, 7, 0))
     (delivery,) = deliveries_by_reader()[first.id]
-    editions.cancel(delivery.edition_id)
+    sending.cancel(delivery.edition_id)
     compose_at(app, utc(2026, 9, 2, 7, 10))
 
     assert second.id not in deliveries_by_reader()
@@ -307,7 +307,7 @@ def test_premium_topics_only_for_paying_readers(app, topics):
 
 
 def test_suppressed_and_unconfirmed_readers_get_no_digest(app, topics):
-    from newsletter.extensions import reader_services
+    from newsletter.wiring import reader_services
 
     pending = make_reader("pending@example.com", status="pending")
     suppressed = make_reader("gone@example.com")
@@ -418,8 +418,9 @@ def test_a_skipped_weekly_digest_loses_nothing(app, topics):
 
 
 def test_digest_now_counts_as_the_readers_next_digest(app, topics):
+    from newsletter.delivery.fanout import queue_readers
     from newsletter.editions.digests import compose_now
-    from newsletter.extensions import mail_setup
+    from newsletter.wiring import mail_setup
 
     reader = make_reader("now@example.com", delivery_minute=7 * 60,
                          topics=("ai-policy-and-safety",))
@@ -427,7 +428,8 @@ def test_digest_now_counts_as_the_readers_next_digest(app, topics):
     make_synthesis(title="Morning", published_at="2026-01-10T05:00:00+00:00")
     compose_at(app, utc(2026, 1, 10, 7, 0))
     make_synthesis(title="Mid-morning", published_at="2026-01-10T09:00:00+00:00")
-    compose_now(mail_setup(), now=utc(2026, 1, 10, 10, 0), slot_minutes=15)  # tomorrow's
+    compose_now(mail_setup(), queue=queue_readers, now=utc(2026, 1, 10, 10, 0),
+                slot_minutes=15)  # tomorrow's
     db.session.expire_all()
     compose_at(app, utc(2026, 1, 11, 7, 0))
     assert len(deliveries_by_reader()[reader.id]) == 2  # nothing more on the 11th

@@ -38,8 +38,9 @@ def _many_readers(n: int, confirmed):
 
 
 def test_two_workers_composing_at_once_create_each_edition_once(app_config, app, topics):
+    from newsletter.delivery.fanout import queue_readers
     from newsletter.editions.digests import compose_due
-    from newsletter.extensions import mail_setup
+    from newsletter.wiring import mail_setup
 
     readers = _many_readers(90, confirmed=utc(2026, 1, 1))
     workers = [create_app(app_config) for _ in range(2)]
@@ -56,8 +57,8 @@ def test_two_workers_composing_at_once_create_each_edition_once(app_config, app,
             try:
                 with worker.app_context():
                     barrier.wait()
-                    compose_due(mail_setup(), now=now, grace=timedelta(hours=3),
-                                slot_minutes=15)
+                    compose_due(mail_setup(), queue=queue_readers, now=now,
+                                grace=timedelta(hours=3), slot_minutes=15)
             except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
 

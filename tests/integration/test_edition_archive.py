@@ -216,3 +216,37 @@ def test_archive_lists_never_show_a_premium_editions_text(client, topics):
 @pytest.mark.parametrize("bad", ["²", "0", "-1", "x", "99999"])
 def test_a_bad_page_number_is_not_found(client, topics, bad):
     page(client, f"/editions?page={bad}", status=404)
+
+
+@pytest.mark.parametrize("status", ["draft", "scheduled", "cancelled", "failed", "paused"])
+def test_the_domain_archive_lists_only_editions_that_went_out(app, topics, status):
+    from newsletter.editions import archive
+
+    sent = went_out(plain("Sent one"), at=T0)
+    sending = went_out(plain("Sending one"), status="sending", at=T0 + timedelta(hours=1))
+    hidden = plain("Hidden one")
+    if status != "draft":
+        went_out(hidden, status=status, at=T0 + timedelta(hours=2))
+    listed = archive.public_editions()
+    assert [e.edition.id for e in listed.entries] == [sending.id, sent.id]
+    assert not listed.has_next
+    assert archive.public_edition(hidden.slug) is None
+    assert archive.public_edition(sent.slug).edition.id == sent.id
+    topic = next(t for t in topics if t.slug == "models-and-research")
+    assert hidden.id not in {e.edition.id for e in archive.topic_editions(topic).entries}
+
+
+def test_the_domain_archive_pages_and_marks_premium_entries(app, topics):
+    from newsletter.editions import archive
+
+    for i in range(3):
+        went_out(plain(f"Edition {i}"), at=T0 + timedelta(days=i))
+    paid = went_out(plain("Paid", tier="paid"), at=T0 + timedelta(days=9))
+    first = archive.public_editions(1, page_size=2)
+    assert [e.edition.subject for e in first.entries] == ["Paid", "Edition 2"]
+    assert first.has_next and [e.premium for e in first.entries] == [True, False]
+    assert first.entries[0].date == paid.started_at
+    last = archive.public_editions(2, page_size=2)
+    assert [e.edition.subject for e in last.entries] == ["Edition 1", "Edition 0"]
+    assert not last.has_next
+    assert archive.public_editions(3, page_size=2).entries == []

@@ -228,8 +228,8 @@ def test_export_needs_a_signed_in_reader(client, reader):
 
 
 def test_delete_me_erases_and_keeps_only_a_hash(signed_in, reader, app):
-    from newsletter.extensions import reader_services
     from newsletter.subscribers import service
+    from newsletter.wiring import reader_services
 
     signed_in.post("/preferences", data=form(signed_in, timezone="Europe/Paris"))
     refused = signed_in.post("/preferences/delete",

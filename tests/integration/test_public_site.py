@@ -90,7 +90,7 @@ def test_pagination_and_bad_page_numbers(client, topics):
     assert second.count('class="card"') == 1
     for bad in ("0", "-1", "x", "99999999"):
         response = client.get(f"/?page={bad}")
-        assert response.status_code == 400
+        assert response.status_code == 404  # was 400; one rule with the archive: no such page
         assert "page must be a whole number" in response.get_data(as_text=True)
 
 
@@ -135,3 +135,24 @@ def test_security_headers(client):
     response = client.get("/healthz")
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+
+
+def test_a_page_number_that_is_not_one_is_not_found_on_home_and_topic_pages(client, topics):
+    for url in ("/", "/topics/models-and-research"):
+        for bad in ("²", "1.5", "10001", "9" * 5000):
+            response = client.get(f"{url}?page={bad}")
+            assert response.status_code == 404, (url, bad)
+            assert "no such page" in response.get_data(as_text=True)
+
+
+def test_latest_syntheses_page_says_whether_there_is_a_next_page(app, topics):
+    from newsletter.content import service as content
+
+    for n in range(3):
+        make_synthesis(title=f"Item {n}",
+                       published_at=(utcnow() - timedelta(hours=10 - n)).isoformat())
+    first = content.latest_syntheses_page(1, page_size=2)
+    assert [s.title for s in first.syntheses] == ["Item 2", "Item 1"] and first.has_next
+    second = content.latest_syntheses_page(2, page_size=2)
+    assert [s.title for s in second.syntheses] == ["Item 0"] and not second.has_next
+    assert content.latest_syntheses_page(3, page_size=2).syntheses == []

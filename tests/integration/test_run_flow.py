@@ -45,6 +45,9 @@ def test_upgrade_seed_and_serve_like_make_run(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     env.update(NEWSLETTER_DEBUG="1", NEWSLETTER_INSTANCE_DIR=str(tmp_path / "instance"),
                NEWSLETTER_SEND_IN_WEB="1")
+    # A second terminal: no development mode, only the same instance folder (as typing
+    # `.venv/bin/newsletter …` in the project does); it shares make run's stored key.
+    second = {k: v for k, v in env.items() if k != "NEWSLETTER_DEBUG"}
     for args in (("db", "upgrade"), ("seed-demo", "--if-empty")):
         result = _newsletter(*args, env=env)
         assert result.returncode == 0, result.stderr
@@ -72,7 +75,11 @@ def test_upgrade_seed_and_serve_like_make_run(tmp_path):
         assert "AI policy and safety" in home
 
         # The sender runs in the same process: a scheduled edition reaches the outbox.
-        token = _newsletter("api-token", "create", "run-test", env=env).stdout.strip()
+        assert (tmp_path / "instance" / "secret_key").exists()
+        listed = _newsletter("--help", env=second)
+        assert listed.returncode == 0, listed.stderr
+        assert "digest" in listed.stdout and "edition" in listed.stdout
+        token = _newsletter("api-token", "create", "run-test", env=second).stdout.strip()
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/api/v1/subscribers", method="POST",
             data=json.dumps({"email": "reader@example.com", "topics": ["ai-policy-and-safety"],
@@ -83,7 +90,7 @@ def test_upgrade_seed_and_serve_like_make_run(tmp_path):
             assert response.status == 201
         slug = home.split('href="/syntheses/', 1)[1].split('"', 1)[0]
         created = _newsletter("edition", "create", "--subject", "Run test edition",
-                              "--synthesis", slug, "--send-at", "now", env=env)
+                              "--synthesis", slug, "--send-at", "now", env=second)
         assert created.returncode == 0, created.stderr
         outbox = tmp_path / "instance" / "outbox"
         # The four demo readers and the API's reader, all confirmed.
@@ -92,7 +99,7 @@ def test_upgrade_seed_and_serve_like_make_run(tmp_path):
 
         # Digests: the demo readers' times are minutes away; --now brings them forward,
         # and the in-process worker sends them.
-        composed = _newsletter("digest", "--now", env=env)
+        composed = _newsletter("digest", "--now", env=second)
         assert composed.returncode == 0, composed.stderr
         assert "5 reader(s): 5 digest(s) queued" in composed.stdout
         subjects = _wait_for_messages(outbox, 10)

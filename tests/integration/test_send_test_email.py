@@ -116,8 +116,8 @@ def test_send_test_to_a_reader_carries_their_working_unsubscribe_link(
 
 
 def test_send_test_refuses_a_suppressed_address(runner, topics, tmp_path, app):
-    from newsletter.extensions import reader_services
     from newsletter.subscribers import service
+    from newsletter.wiring import reader_services
     from tests.factories import make_synthesis
 
     make_synthesis()

@@ -145,7 +145,7 @@ def test_scheduled_markdown_edition_is_started_by_the_worker_when_due(runner, ap
     assert edition.slug.startswith("2030-01-02-later")
 
     from newsletter.delivery.service import start_due_editions
-    from newsletter.extensions import mail_setup
+    from newsletter.wiring import mail_setup
 
     with time_machine.travel(datetime(2030, 1, 2, 6, 59, tzinfo=UTC), tick=False):
         assert start_due_editions(mail_setup()) == []

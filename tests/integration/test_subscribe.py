@@ -90,8 +90,8 @@ def test_confirmation_is_a_button_then_activates_and_signs_in(client, topics, ou
 
 @pytest.mark.parametrize("state", ["new", "active", "pending", "unsubscribed", "suppressed"])
 def test_answer_page_is_the_same_whatever_the_address(client, app, topics, state):
-    from newsletter.extensions import reader_services
     from newsletter.subscribers import service
+    from newsletter.wiring import reader_services
 
     reference = subscribe(client, email="someone-new@example.com").get_data()
     address = f"{state}@example.com"
@@ -199,8 +199,8 @@ def test_unsubscribed_reader_cannot_be_reactivated_by_an_old_link(client, topics
     path = link_in(outbox_messages(outbox)[0], "/confirm/")
     confirm(client, path)
     reader = readers()[0]
-    from newsletter.extensions import reader_services
     from newsletter.subscribers import service
+    from newsletter.wiring import reader_services
 
     service.unsubscribe(reader_services(), reader, service.Actor(source="test"))
     response = client.post(path, data={"csrf_token": csrf_from(client, "/subscribe")})
@@ -210,8 +210,8 @@ def test_unsubscribed_reader_cannot_be_reactivated_by_an_old_link(client, topics
 
 
 def test_resubscribing_after_unsubscribe_needs_a_new_confirmation(client, topics, outbox):
-    from newsletter.extensions import reader_services
     from newsletter.subscribers import service
+    from newsletter.wiring import reader_services
 
     subscribe(client)
     confirm(client, link_in(outbox_messages(outbox)[0], "/confirm/"))

@@ -133,11 +133,11 @@ def test_unsubscribe_tokens_never_expire_and_survive_key_rotation(app_config, re
 
 
 def test_erased_reader_link_answers_calmly(provider, reader, app):
-    from newsletter.extensions import reader_services
-    from newsletter.subscribers import service
+    from newsletter.subscribers import privacy, service
+    from newsletter.wiring import reader_services
 
     url = path_of(links().unsubscribe(reader.id))
-    service.erase_reader(reader_services(), reader, service.Actor(source="test"))
+    privacy.erase_reader(reader_services(), reader, service.Actor(source="test"))
     response = provider.post(url, data={"List-Unsubscribe": "One-Click"})
     assert response.status_code == 200
     assert "You are unsubscribed" in response.get_data(as_text=True)

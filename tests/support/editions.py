@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from newsletter.db import db
+from newsletter.delivery import service as sending
 from newsletter.editions import service as editions
 from tests.factories import make_synthesis
 from tests.factories_readers import make_reader
@@ -26,14 +27,13 @@ def special_edition(subject: str = "Breaking: a test edition", n_syntheses: int 
 
 def send(app, edition_id: int, **kwargs):
     """Start (if needed) and send the edition in the foreground, as `newsletter send` does."""
-    from newsletter.delivery.service import make_sender
     from newsletter.editions.models import Edition
-    from newsletter.extensions import mail_setup
+    from newsletter.wiring import mail_setup, make_sender
 
     edition = db.session.get(Edition, edition_id)
     db.session.refresh(edition)
     if edition.status in ("draft", "scheduled"):
-        editions.start_sending(edition_id, mail_setup())
+        sending.start_sending(edition_id, mail_setup())
     sender = make_sender(app, **kwargs)
     progress = sender.run(threading.Event(), edition_id=edition_id)
     db.session.expire_all()

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.delivery.bounce_reports import (
+from newsletter.delivery.bounces import (
     BounceReport,
     MalformedReport,
-    classify,
+    classify_dsn_status,
     parse_report,
     read_source,
 )
@@ -103,9 +103,9 @@ def test_failed_with_4_4_7_expired_is_soft_and_names_the_original_recipient():
     assert "\n" not in report.diagnostic
 
 
-def test_delayed_4_4_1_is_delayed():
+def test_delayed_4_4_1_is_deferred():
     report = only(sample("delayed_441.eml"))
-    assert (report.kind, report.action, report.status) == ("delayed", "delayed", "4.4.1")
+    assert (report.kind, report.action, report.status) == ("deferred", "delayed", "4.4.1")
     assert (report.token, report.recipient) == ("9a1b-Qw3eRt5yU_", "erik.sand@example.net")
 
 
@@ -250,21 +250,21 @@ def test_other_complaint_feedback_types(feedback_type):
     ("failed", None, None, "unknown"),
     ("failed", "2.0.0", None, "unknown"),
     ("failed", "garbage", None, "unknown"),
-    ("delayed", "4.4.1", None, "delayed"),
-    ("delayed", None, None, "delayed"),
+    ("delayed", "4.4.1", None, "deferred"),
+    ("delayed", None, None, "deferred"),
     ("delivered", "2.0.0", None, "delivered"),
     ("relayed", "2.0.0", None, "delivered"),
     ("expanded", "2.0.0", None, "delivered"),
     (None, "5.1.1", None, "unknown"),
     ("bounced", "5.1.1", None, "unknown"),
 ])
-def test_classify(action, status, diagnostic, kind):
-    assert classify(action, status, diagnostic=diagnostic) == kind
+def test_classify_dsn_status(action, status, diagnostic, kind):
+    assert classify_dsn_status(action, status, diagnostic=diagnostic) == kind
 
 
 def test_classify_reads_action_and_status_together():
-    assert classify("failed", "4.4.7") == "soft_bounce"
-    assert classify("delayed", "5.1.1") == "delayed"
+    assert classify_dsn_status("failed", "4.4.7") == "soft_bounce"
+    assert classify_dsn_status("delayed", "5.1.1") == "deferred"
 
 
 # --- hostile and malformed input -----------------------------------------------------------------
@@ -428,7 +428,7 @@ def test_read_source_single_eml(tmp_path):
     path.write_bytes(sample("delayed_441.eml"))
     [(label, raw)] = list(read_source(str(path)))
     assert label == "bounce.eml"
-    assert only(raw).kind == "delayed"
+    assert only(raw).kind == "deferred"
 
 
 def test_read_source_maildir_reads_cur_and_new_only(tmp_path):

@@ -72,3 +72,53 @@ def test_readme_documents_every_setting():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     missing = [s.env for s in SETTINGS if f"`{s.env}`" not in readme]
     assert missing == []
+
+
+def test_help_lists_the_commands_even_when_the_settings_refuse(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env["NEWSLETTER_INSTANCE_DIR"] = str(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "newsletter.cli", "--help"],
+                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    for command in ("digest", "edition", "send", "worker", "bounces", "feeds", "serve"):
+        assert f"\n  {command} " in result.stdout
+    assert "refusing to start: NEWSLETTER_SECRET_KEY" in result.stderr
+
+
+def test_development_mode_stores_one_key_every_process_shares(tmp_path):
+    first = finish_config(dict(load_settings({}), DEBUG=True, INSTANCE_DIR=str(tmp_path)))
+    assert first["SECRET_KEY"] not in ("", DEV_SECRET_KEY)
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0, "readable by its owner only"
+    # A later command without development mode finds the same key and starts.
+    second = finish_config(dict(load_settings({}), INSTANCE_DIR=str(tmp_path)))
+    assert second["SECRET_KEY"] == first["SECRET_KEY"]
+    assert second["SECRET_KEYS"] == [first["SECRET_KEY"]]
+    # A key given in the environment always wins over the stored one.
+    given = finish_config(dict(load_settings({"NEWSLETTER_SECRET_KEY": "k" * 40}),
+                               INSTANCE_DIR=str(tmp_path)))
+    assert given["SECRET_KEY"] == "k" * 40
+
+
+def test_the_stored_key_serves_only_the_instance_database_and_only_if_private(tmp_path):
+    finish_config(dict(load_settings({}), DEBUG=True, INSTANCE_DIR=str(tmp_path)))
+    # Beside a database given by URL (a deployment), the stored key is not used: refuse.
+    with pytest.raises(ConfigError, match="secret_key"):
+        finish_config(dict(load_settings({}), INSTANCE_DIR=str(tmp_path),
+                           DATABASE_URL=f"sqlite:///{tmp_path / 'other.db'}"))
+    # Tests never read it.
+    assert finish_config(dict(load_settings({}), TESTING=True, INSTANCE_DIR=str(tmp_path))
+                         )["SECRET_KEY"] == DEV_SECRET_KEY
+    # A key others can read is not used; development mode replaces it.
+    stored = tmp_path / "secret_key"
+    old = stored.read_text().strip()
+    stored.chmod(0o644)
+    with pytest.raises(ConfigError):
+        finish_config(dict(load_settings({}), INSTANCE_DIR=str(tmp_path)))
+    renewed = finish_config(dict(load_settings({}), DEBUG=True, INSTANCE_DIR=str(tmp_path)))
+    assert renewed["SECRET_KEY"] not in (old, DEV_SECRET_KEY)
+    assert stored.stat().st_mode & 0o077 == 0
+    # An empty file (a writer killed half-way) is replaced too, never used.
+    stored.write_text("")
+    again = finish_config(dict(load_settings({}), DEBUG=True, INSTANCE_DIR=str(tmp_path)))
+    assert len(again["SECRET_KEY"]) >= 32
+    assert list(tmp_path.glob(".secret_key.*")) == [], "no temporary file left behind"

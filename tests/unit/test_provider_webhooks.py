@@ -21,16 +21,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
-from newsletter.delivery.provider_events import (
-    PayloadError,
-    ProviderEvent,
-    SignatureError,
-    clear_certificate_cache,
-    mailgun_events,
-    postmark_events,
-    sendgrid_events,
-    ses_events,
-)
+from newsletter.delivery.events import Event
+from newsletter.delivery.providers import PayloadError, SesProvider, SignatureError
+from newsletter.delivery.providers.mailgun import mailgun_events
+from newsletter.delivery.providers.postmark import postmark_events
+from newsletter.delivery.providers.sendgrid import sendgrid_events
+from newsletter.delivery.providers.ses import ses_events
 
 WEBHOOKS = Path(__file__).resolve().parent.parent / "data" / "webhooks"
 
@@ -39,11 +35,11 @@ def sample(name: str):
     return json.loads((WEBHOOKS / name).read_text())
 
 
-def summary(events: list[ProviderEvent]) -> list[tuple]:
+def summary(events: list[Event]) -> list[tuple]:
     return [(e.event_id, e.kind, e.recipient, e.token) for e in events]
 
 
-def assert_well_formed(events: list[ProviderEvent]) -> None:
+def assert_well_formed(events: list[Event]) -> None:
     for event in events:
         assert event.occurred_at.utcoffset() == timedelta(0)
         assert "\n" not in event.detail and "\r" not in event.detail
@@ -101,13 +97,6 @@ class FakeFetcher:
 @pytest.fixture
 def fetcher(sns_cert) -> FakeFetcher:
     return FakeFetcher(sns_cert)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_certificate_cache():
-    clear_certificate_cache()
-    yield
-    clear_certificate_cache()
 
 
 def string_to_sign(message: dict) -> bytes:
@@ -170,7 +159,7 @@ def test_ses_permanent_bounce_suppresses_every_bounced_recipient(sns_key, fetche
         (f"{mid}:0", "hard_bounce", "jane@example.com", "tok_Jane-0001"),
         (f"{mid}:1", "hard_bounce", "richard@example.com", "tok_Jane-0001"),
     ]
-    assert events[0].provider == "ses"
+    assert events[0].source == "ses"
     assert events[0].occurred_at == datetime(2016, 1, 27, 14, 59, 38, 237000, tzinfo=UTC)
     assert events[0].detail.startswith("Permanent/General: 5.1.1 smtp; 550 5.1.1")
     assert_well_formed(events)
@@ -361,12 +350,13 @@ def test_ses_certificate_is_fetched_once_per_url_until_the_cache_is_cleared(sns_
     first = body(sign_sns(notification(sample("ses_delivery.json"), message_id="a"), sns_key))
     second = body(sign_sns(notification(sample("ses_complaint.json"), message_id="b"), sns_key))
 
-    ses_events(first, topic_arns={TOPIC}, fetcher=fetcher)
-    ses_events(second, topic_arns={TOPIC}, fetcher=fetcher)
+    provider = SesProvider(topic_arns={TOPIC}, fetcher=fetcher)
+    provider.parse(first, {})
+    provider.parse(second, {})
     assert fetcher.urls == [CERT_URL]
 
-    clear_certificate_cache()
-    ses_events(first, topic_arns={TOPIC}, fetcher=fetcher)
+    provider.clear_certificate_cache()
+    provider.parse(first, {})
     assert fetcher.urls == [CERT_URL, CERT_URL]
 
     own_cache: dict = {}
@@ -383,7 +373,6 @@ def test_ses_expired_or_unreadable_certificate_is_refused(sns_key):
 
     with pytest.raises(SignatureError, match="validity"):
         ses_events(signed, topic_arns={TOPIC}, fetcher=expired)
-    clear_certificate_cache()
     with pytest.raises(SignatureError, match="PEM"):
         ses_events(signed, topic_arns={TOPIC}, fetcher=FakeFetcher(b"<html>Not Found</html>"))
 
@@ -426,7 +415,7 @@ def basic(user: str = PM_USER, password: str = PM_PASSWORD) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-def postmark(record, authorization: str | None = None) -> list[ProviderEvent]:
+def postmark(record, authorization: str | None = None) -> list[Event]:
     raw = record if isinstance(record, bytes) else json.dumps(record).encode()
     return postmark_events(raw, authorization or basic(), username=PM_USER, password=PM_PASSWORD)
 
@@ -437,7 +426,7 @@ def test_postmark_hard_bounce_is_suppressed_with_its_bounce_id():
     assert summary(events) == [
         ("4323372036854775807", "hard_bounce", "gone@example.com", "tok_Gone-0005"),
     ]
-    assert events[0].provider == "postmark"
+    assert events[0].source == "postmark"
     assert events[0].occurred_at == datetime(2019, 11, 5, 16, 33, 54, 907025, tzinfo=UTC)
     assert events[0].detail.startswith("HardBounce: The server was unable")
     assert_well_formed(events)
@@ -567,7 +556,7 @@ def mailgun_body(event_data, *, key: str = MG_KEY, at: datetime = MG_NOW,
     }).encode()
 
 
-def mailgun(raw: bytes, now: datetime = MG_NOW) -> list[ProviderEvent]:
+def mailgun(raw: bytes, now: datetime = MG_NOW) -> list[Event]:
     return mailgun_events(raw, signing_key=MG_KEY, now=now)
 
 
@@ -587,7 +576,7 @@ def mailgun(raw: bytes, now: datetime = MG_NOW) -> list[ProviderEvent]:
 def test_mailgun_event_kinds(fixture, expected):
     events = mailgun(mailgun_body(sample(fixture)))
     assert summary(events) == [expected]
-    assert events[0].provider == "mailgun"
+    assert events[0].source == "mailgun"
     assert_well_formed(events)
 
 
@@ -690,7 +679,7 @@ def test_sendgrid_events_map_to_kinds(sg_key, sg_public_b64):
         ("sg-delivered-8", "delivered", "reader@example.com", "tok_Reader-0018"),
         ("sg-open-9", "ignored", "reader@example.com", None),  # its token was malformed
     ]
-    assert {e.provider for e in events} == {"sendgrid"}
+    assert {e.source for e in events} == {"sendgrid"}
     assert events[0].occurred_at == datetime.fromtimestamp(1513299569, UTC)
     assert events[0].detail.startswith("bounce/bounce: 5.1.1 550 5.1.1")
     assert_well_formed(events)

@@ -1,0 +1,22 @@
+"""JSON API v1, under ``/api/v1``: the blueprint and, in one table, every route on it.
+
+The view functions live in one module per resource (:mod:`.syntheses`, :mod:`.subscribers`);
+each checks its own bearer token (:func:`.auth.require_token`). Endpoint names are the view
+functions' names (``api.create_synthesis``, …).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from newsletter.web.api import subscribers, syntheses
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+bp.add_url_rule("/syntheses", view_func=syntheses.create_synthesis, methods=["POST"])
+bp.add_url_rule("/syntheses", view_func=syntheses.list_syntheses, methods=["GET"])
+bp.add_url_rule("/subscribers", view_func=subscribers.create_subscriber, methods=["POST"])
+bp.add_url_rule("/subscribers/<int:reader_id>", view_func=subscribers.get_subscriber,
+                methods=["GET"])
+bp.add_url_rule("/subscribers/<int:reader_id>", view_func=subscribers.delete_subscriber,
+                methods=["DELETE"])

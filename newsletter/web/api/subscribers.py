@@ -1,25 +1,26 @@
-"""JSON API v1: readers added, read and erased by another system."""
+"""JSON API v1: readers added, read and erased by another system (routes in
+:mod:`newsletter.web.api`)."""
 
 from __future__ import annotations
 
 from datetime import date
 
-from flask import jsonify, request
+from flask import jsonify
 
-from newsletter.extensions import reader_services
-from newsletter.subscribers import intake, service
+from newsletter.subscribers import intake, privacy, service
 from newsletter.subscribers.models import Reader
 from newsletter.validation import InvalidInput
+from newsletter.web.actors import request_actor
 from newsletter.web.api.auth import require_token
-from newsletter.web.api.views import bp, json_body, problems
+from newsletter.web.api.payloads import json_body, problems
+from newsletter.wiring import reader_services
 
 
 def _reader_json(reader: Reader) -> dict:
-    data = service.export_reader(reader)
+    data = privacy.export_reader(reader)
     return {"id": reader.id, **data["profile"], "preferences": data["preferences"]}
 
 
-@bp.post("/subscribers")
 @require_token
 def create_subscriber():
     """202 when a confirmation was sent (double opt-in), 201 when a consent record made the
@@ -28,10 +29,9 @@ def create_subscriber():
     payload, error = json_body()
     if error:
         return error
-    actor = service.Actor(source="api", ip=request.remote_addr,
-                          user_agent=request.user_agent.string[:300] or None)
     try:
-        reader, outcome = intake.add_reader(reader_services(), payload, actor, date.today())
+        reader, outcome = intake.add_reader(reader_services(), payload, request_actor("api"),
+                                            date.today())
     except InvalidInput as exc:
         return problems(exc.errors)
     except intake.AddressSuppressed:
@@ -50,21 +50,17 @@ def _reader_or_404(reader_id: int):
     return reader, None
 
 
-@bp.get("/subscribers/<int:reader_id>")
 @require_token
 def get_subscriber(reader_id: int):
     reader, missing = _reader_or_404(reader_id)
     return missing or jsonify(_reader_json(reader))
 
 
-@bp.delete("/subscribers/<int:reader_id>")
 @require_token
 def delete_subscriber(reader_id: int):
     """Erase the reader (as "delete me" does): 204, then 404 for the id."""
     reader, missing = _reader_or_404(reader_id)
     if missing:
         return missing
-    service.erase_reader(reader_services(), reader, service.Actor(source="api"))
+    privacy.erase_reader(reader_services(), reader, service.Actor(source="api"))
     return "", 204
-
-

@@ -22,12 +22,14 @@ from flask import (
 )
 from flask_login import UserMixin, current_user, login_user, logout_user
 
-from newsletter.extensions import csrf, limiter, login_manager, reader_services
-from newsletter.subscribers import service
+from newsletter.extensions import csrf, limiter, login_manager
+from newsletter.subscribers import privacy, service
 from newsletter.subscribers.models import Reader, ReaderStatus
 from newsletter.subscribers.preferences import WEEKDAYS, timezones
 from newsletter.subscribers.tokens import Purpose, TokenExpired, TokenInvalid
 from newsletter.validation import FieldError, InvalidInput
+from newsletter.web.actors import request_actor
+from newsletter.wiring import reader_services
 
 bp = Blueprint("readers", __name__)
 READER_PREFIX = "reader:"
@@ -68,11 +70,6 @@ def _current_reader() -> Reader | None:
     return None
 
 
-def _actor(source: str) -> service.Actor:
-    return service.Actor(source=source, ip=request.remote_addr,
-                         user_agent=request.user_agent.string[:300] or None)
-
-
 # -- rate limits ---------------------------------------------------------------------------
 
 def _address_key() -> str:
@@ -106,7 +103,7 @@ def _link_problem(exc: TokenInvalid, status: int = 400):
 @ip_limited
 @address_limited
 def subscribe():
-    topics = service.reader_topics_available()
+    topics = reader_services().offered_topics()
     if request.method == "GET":
         chosen = {request.args.get("topic", "")}
         return render_template("readers/subscribe.html", topics_available=topics,
@@ -117,7 +114,7 @@ def subscribe():
     try:
         service.request_subscription(
             reader_services(), form.get("email", ""), form.getlist("topic"),
-            _actor("form"), timezone=form.get("timezone", "UTC")[:64],
+            request_actor("form"), timezone=form.get("timezone", "UTC")[:64],
         )
     except InvalidInput as exc:
         return render_template("readers/subscribe.html", topics_available=topics,
@@ -138,7 +135,7 @@ def confirm(token: str):
         reader = service.get_reader(payload["r"])
         return render_template("readers/confirm.html", token=token, reader=reader)
     try:
-        reader = service.confirm_subscription(services, token, _actor("email-link"))
+        reader = service.confirm_subscription(services, token, request_actor("email-link"))
     except TokenInvalid as exc:
         return _link_problem(exc)
     _sign_in(reader)
@@ -161,7 +158,7 @@ def _preferences_page(reader: Reader, errors: InvalidInput | None = None, saved=
                       status: int = 200):
     return render_template(
         "readers/preferences.html", reader=reader, errors=errors, saved=saved,
-        topics_available=service.reader_topics_available(), weekdays=WEEKDAYS,
+        topics_available=reader_services().offered_topics(), weekdays=WEEKDAYS,
         timezones=timezones(), welcome=bool(request.args.get("welcome")),
         followed=[link.topic.slug for link in reader.followed],
         today=date.today().isoformat(), unsubscribe_url=reader_services().mailer.links
@@ -181,7 +178,7 @@ def preferences():
     try:
         changes = service.update_preferences(reader_services(), reader,
                                              request.form.to_dict(flat=False),
-                                             _actor("preferences"), date.today())
+                                             request_actor("preferences"), date.today())
     except InvalidInput as exc:
         return _preferences_page(reader, errors=exc, status=400)
     # Post/redirect/get: a reload of the answer must not send the form again.
@@ -213,7 +210,7 @@ def email_change(token: str):
         return render_template("readers/email_change.html", token=token,
                                new_email=payload.get("e"))
     try:
-        reader = service.confirm_email_change(services, token, _actor("email-link"))
+        reader = service.confirm_email_change(services, token, request_actor("email-link"))
     except TokenInvalid as exc:
         return _link_problem(exc)
     _sign_in(reader)
@@ -236,7 +233,7 @@ def export():
         abort(401, "Follow the link in one of our emails to download your data.")
     from newsletter.delivery.history import sent_to_reader
 
-    data = service.export_reader(reader)
+    data = privacy.export_reader(reader)
     data["emails_sent"] = sent_to_reader(reader.id)
     body = json.dumps(data, indent=2, ensure_ascii=False)
     return Response(body, mimetype="application/json", headers={
@@ -253,7 +250,7 @@ def erase():
     if request.form.get("confirm") != "erase":
         problem = FieldError("confirm", "Tick the box to confirm that everything is erased.")
         return _preferences_page(reader, errors=InvalidInput([problem]), status=400)
-    service.erase_reader(reader_services(), reader, _actor("preferences"))
+    privacy.erase_reader(reader_services(), reader, request_actor("preferences"))
     logout_user()
     session.clear()
     return render_template("readers/erased.html")
@@ -287,6 +284,6 @@ def unsubscribe(token: str):
         return render_template("readers/unsubscribe.html", reader=reader, token=token,
                                problem="You do not follow that topic."), 400
     source = "one-click" if one_click and "Origin" not in request.headers else "unsubscribe-page"
-    service.unsubscribe(services, reader, _actor(source), None if one_click else topic)
+    service.unsubscribe(services, reader, request_actor(source), None if one_click else topic)
     return render_template("readers/unsubscribed.html", reader=reader,
                            topic=None if one_click else topic)

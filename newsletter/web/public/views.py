@@ -2,33 +2,27 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, jsonify, render_template, request
+from flask import Blueprint, abort, jsonify, render_template
 from sqlalchemy import text
 
 from newsletter.content import service as content
 from newsletter.db import db
+from newsletter.web.pagination import page_number
 
 bp = Blueprint("public", __name__)
 PAGE_SIZE = 20
 
 
-def _page() -> int:
-    page = request.args.get("page", "1")
-    if not page.isdigit() or not 1 <= int(page) <= 10_000:
-        abort(400, "page must be a whole number from 1")
-    return int(page)
-
-
 @bp.get("/")
 def home():
-    page = _page()
-    syntheses = content.latest_syntheses(PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
+    page = page_number()
+    result = content.latest_syntheses_page(page, PAGE_SIZE)
     return render_template(
         "home.html",
-        syntheses=syntheses[:PAGE_SIZE],
+        syntheses=result.syntheses,
         topics=content.list_topics(),
         page=page,
-        has_next=len(syntheses) > PAGE_SIZE,
+        has_next=result.has_next,
     )
 
 
@@ -37,18 +31,15 @@ def synthesis(slug: str):
     item = content.get_visible_synthesis(slug)
     if item is None:
         abort(404, "There is no published synthesis at this address.")
-    related = [
-        other for topic in item.topics[:1]
-        for other in content.latest_syntheses(4, topic=topic) if other.id != item.id
-    ][:3]
-    return render_template("synthesis.html", synthesis=item, related=related,
+    return render_template("synthesis.html", synthesis=item,
+                           related=content.related_syntheses(item, limit=3),
                            topics=content.list_topics())
 
 
 @bp.get("/topics/")
 def topics():
     items = content.list_topics()
-    counts = {topic.id: content.count_visible(topic) for topic in items}
+    counts = content.count_visible_by_topic(items)
     return render_template("topics.html", topics=items, counts=counts)
 
 
@@ -57,12 +48,11 @@ def topic(slug: str):
     item = content.get_topic(slug)
     if item is None:
         abort(404, "There is no topic at this address.")
-    page = _page()
-    syntheses = content.latest_syntheses(PAGE_SIZE + 1, topic=item,
-                                         offset=(page - 1) * PAGE_SIZE)
-    return render_template("topic.html", topic=item, syntheses=syntheses[:PAGE_SIZE],
+    page = page_number()
+    result = content.latest_syntheses_page(page, PAGE_SIZE, topic=item)
+    return render_template("topic.html", topic=item, syntheses=result.syntheses,
                            topics=content.list_topics(), page=page,
-                           has_next=len(syntheses) > PAGE_SIZE)
+                           has_next=result.has_next)
 
 
 @bp.get("/healthz")

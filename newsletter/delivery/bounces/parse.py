@@ -1,9 +1,11 @@
-"""Read bounces (RFC 3464 DSNs) and complaints (RFC 5965 ARF) that arrive as email.
+"""Parse bounces (RFC 3464 DSNs) and complaints (RFC 5965 ARF) that arrive as email into
+:class:`BounceReport` records.
 
-A plain library: it parses and classifies, and knows nothing of deliveries or the database.
-The caller maps each :class:`BounceReport` to a delivery through ``token`` (falling back to
-``recipient`` + ``original_message_id``) and drops replays by ``(report_id, recipient)``:
-one DSN yields a report per recipient block, all with the same ``report_id``.
+A plain library: it parses and classifies (with :func:`classify_dsn_status`), and knows
+nothing of deliveries or the database. The caller maps each :class:`BounceReport` to a delivery
+through ``token`` (falling back to ``recipient`` + ``original_message_id``) and drops replays by
+``(report_id, recipient)``: one DSN yields a report per recipient block, all with the same
+``report_id``.
 
 Contract:
 
@@ -14,7 +16,7 @@ Contract:
   :class:`MalformedReport`: guessing a bounce from free text risks suppressing good readers.
 * Every string in a report is one line (no CR, LF or other control character), decoded from
   RFC 2047 where encoded, and capped; ``diagnostic`` is at most 500 characters. A token is
-  returned only if it matches ``[A-Za-z0-9_-]{4,64}`` exactly.
+  returned only if it matches ``events.REPORTED_TOKEN_RE`` (``[A-Za-z0-9_-]{4,64}``) exactly.
 * Input is untrusted. The MIME structure is parsed with ``compat32``, which never builds
   header objects: the ``email.policy.default`` header parser needs seconds for a 100 KB
   ``Content-Type`` and raises ``RecursionError`` on deeply nested comments. The header values
@@ -30,8 +32,7 @@ import binascii
 import hashlib
 import quopri
 import re
-import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from email import message_from_bytes
 from email import policy as email_policy
@@ -39,28 +40,23 @@ from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import HeaderParser
 from email.utils import collapse_rfc2231_value, getaddresses
-from mailbox import mbox
-from pathlib import Path
-from typing import BinaryIO
 
-__all__ = ["BounceReport", "MalformedReport", "classify", "parse_report", "read_source"]
+from newsletter.delivery.bounces.classify import classify_dsn_status, normalise_status
+from newsletter.delivery.events import (
+    COMPLAINT,
+    DETAIL_MAX,
+    REPORTED_TOKEN_RE,
+    UNKNOWN,
+)
 
-HARD_BOUNCE = "hard_bounce"
-SOFT_BOUNCE = "soft_bounce"
-DELAYED = "delayed"
-COMPLAINT = "complaint"
-DELIVERED = "delivered"
-UNKNOWN = "unknown"
+__all__ = ["BounceReport", "MalformedReport", "parse_report"]
 
-TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{4,64}")
-VERP_RE = re.compile(r"(?<![A-Za-z0-9._%+=-])(?i:bounces)\+([A-Za-z0-9_-]{4,64})@")
-DIAGNOSTIC_MAX = 500
+VERP_RE = re.compile(rf"(?<![A-Za-z0-9._%+=-])(?i:bounces)\+({REPORTED_TOKEN_RE.pattern})@")
+DIAGNOSTIC_MAX = DETAIL_MAX
 _RAW_CAP = 2048  # characters of any header value we look at
 _ID_MAX = 255
 _ACTION_MAX = 32
 
-_STATUS_RE = re.compile(r"\s*([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
-_REPLY_RE = re.compile(r"\s*([245])\d\d(?:[ -]+([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]))?(?![\d.])")
 # Control characters, line/paragraph separators, zero-width and bidi controls.
 _UNSAFE_CHARS = re.compile(
     r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
@@ -69,7 +65,6 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _BLANK_LINE = re.compile(r"\r?\n[ \t]*\r?\n")
 
 _COMPLAINT_TYPES = frozenset({"abuse", "fraud", "virus", "other"})
-_DELIVERED_ACTIONS = frozenset({"delivered", "relayed", "expanded"})
 _ADDRESS_TYPES = frozenset({"rfc822", "utf-8"})
 _OWN_RECIPIENT_HEADERS = ("to", "delivered-to", "x-original-to", "envelope-to")
 _STATUS_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
@@ -79,10 +74,6 @@ _ORIGINAL_TYPES = frozenset({
     "message/global-headers",
 })
 _ENCODED = frozenset({"base64", "quoted-printable"})
-# Class-5 subjects that say nothing against the address (RFC 3463 calls X.2.2, X.3.1 and X.4.7
-# "useful only as a persistent transient error"; the rest refuse this message or this sender).
-_SOFT_PERMANENT = frozenset({"2.2", "2.3", "3.1", "3.4", "4.7"})
-_SOFT_PERMANENT_CLASSES = ("6.", "7.")
 
 _UNSTRUCTURED = email_policy.default.header_factory
 
@@ -91,8 +82,8 @@ _UNSTRUCTURED = email_policy.default.header_factory
 class BounceReport:
     """What one DSN recipient block or one ARF report says about one recipient."""
 
-    kind: str  # hard_bounce | soft_bounce | delayed | complaint | delivered | unknown
-    token: str | None  # our VERP / X-Newsletter-Token token, None unless it matches TOKEN_RE
+    kind: str  # hard_bounce | soft_bounce | deferred | complaint | delivered | unknown
+    token: str | None  # our VERP / X-Newsletter-Token token; None unless REPORTED_TOKEN_RE fits
     recipient: str | None  # lowercased address
     status: str | None  # DSN Status, normalised ("5.1.1"); None if absent or unreadable
     action: str | None  # DSN Action, lowercased
@@ -103,73 +94,6 @@ class BounceReport:
 
 class MalformedReport(ValueError):
     """The message is not a DSN or an ARF report, or too broken to read; the text says why."""
-
-
-# --- classification ------------------------------------------------------------------------------
-
-
-def classify(action: str | None, status: str | None, *, diagnostic: str | None = None) -> str:
-    """The kind of a DSN recipient block, from its Action and Status read together.
-
-    * ``delayed`` -> ``delayed``; ``delivered``, ``relayed``, ``expanded`` -> ``delivered``.
-    * ``failed`` + ``4.x.x`` -> ``soft_bounce`` (a transient problem the relay gave up on).
-    * ``failed`` + ``5.x.x`` -> ``hard_bounce``, except these subjects, which say nothing
-      against the address and are ``soft_bounce``: X.2.2 mailbox full, X.3.1 mail system
-      full, X.4.7 delivery time expired (RFC 3463: "useful only as a persistent transient
-      error"); X.2.3 and X.3.4 message too big, X.6.x content; X.7.x security or policy
-      (spam filters, blocklists, DMARC: a refusal of our mail, not of the reader - the caller
-      should escalate repeated soft bounces, not suppress on one).
-    * When Status is missing, or is the catch-all X.0.0, a ``diagnostic`` of the form
-      ``smtp; 550 5.1.1 …`` decides: its enhanced code if it agrees with the reply's class,
-      else the reply's class alone (``550`` -> hard, ``450`` -> soft).
-    * ``failed`` with no usable code, ``failed`` + ``2.x.x``, a missing or unknown Action ->
-      ``unknown``.
-    """
-    act = (action or "").strip().lower()
-    if act == "delayed":
-        return DELAYED
-    if act in _DELIVERED_ACTIONS:
-        return DELIVERED
-    if act != "failed":
-        return UNKNOWN
-    code = _status_code(status)
-    if code is None or code.endswith(".0.0"):
-        detailed = _diagnostic_code(diagnostic)
-        if detailed and (code is None or (detailed[0] == code[0] and detailed != code)):
-            code = detailed
-    if code is None:
-        return UNKNOWN
-    klass, subject = code[0], code[2:]
-    if klass == "4":
-        return SOFT_BOUNCE
-    if klass == "5":
-        if subject in _SOFT_PERMANENT or subject.startswith(_SOFT_PERMANENT_CLASSES):
-            return SOFT_BOUNCE
-        return HARD_BOUNCE
-    return UNKNOWN
-
-
-def _status_code(value: str | None) -> str | None:
-    match = _STATUS_RE.match(value or "")
-    if not match:
-        return None
-    return ".".join(str(int(group)) for group in match.groups())
-
-
-def _diagnostic_code(value: str | None) -> str | None:
-    """``smtp; 550 5.1.1 …`` -> ``"5.1.1"``; ``smtp; 550 …`` -> ``"5.0.0"``."""
-    if not value:
-        return None
-    kind, sep, text = value.partition(";")
-    if sep and kind.strip().lower() not in ("smtp", "x-smtp"):
-        return None
-    match = _REPLY_RE.match(text if sep else value)
-    if not match:
-        return None
-    reply_class, enhanced_class, subject, detail = match.groups()
-    if enhanced_class == reply_class:
-        return f"{reply_class}.{int(subject)}.{int(detail)}"
-    return f"{reply_class}.0.0"
 
 
 # --- parsing -------------------------------------------------------------------------------------
@@ -238,12 +162,12 @@ def _dsn_reports(msg: Message, parts: list[Message], original: dict[str, str],
     for block in recipients:
         action = _text(block.get("action"), _ACTION_MAX).lower() or None
         status_field = block.get("status")
-        status = _status_code(_text(status_field, 64)) if status_field else None
+        status = normalise_status(_text(status_field, 64)) if status_field else None
         diagnostic = _text(block.get("diagnostic-code"), DIAGNOSTIC_MAX) or None
         recipient = (_dsn_address(block.get("original-recipient"))
                      or _dsn_address(block.get("final-recipient")))
         reports.append(BounceReport(
-            kind=classify(action, status, diagnostic=diagnostic), token=token,
+            kind=classify_dsn_status(action, status, diagnostic=diagnostic), token=token,
             recipient=recipient, status=status, action=action, diagnostic=diagnostic,
             original_message_id=original_id, report_id=report_id))
     return reports
@@ -283,7 +207,7 @@ def _token(msg: Message, original: dict[str, str], echoed: Iterable[str | None])
             if name == wanted and (token := _verp_token(value)):
                 return token
     candidate = _text(original.get("x-newsletter-token"), 80)
-    if TOKEN_RE.fullmatch(candidate):
+    if REPORTED_TOKEN_RE.fullmatch(candidate):
         return candidate
     for value in (original.get("return-path"), *echoed):
         if token := _verp_token(value):
@@ -430,60 +354,3 @@ def _dsn_address(value: str | None) -> str | None:
     if not sep:
         return _address(text)
     return _address(address) if kind.strip().lower() in _ADDRESS_TYPES else None
-
-
-# --- sources --------------------------------------------------------------------------------------
-
-
-def read_source(path_or_dash: str, stdin: BinaryIO | None = None) -> Iterator[tuple[str, bytes]]:
-    """Yield ``(label, raw message)`` from a source of bounce mail.
-
-    * ``"-"``: standard input (or ``stdin``) holds ONE message, as an MTA pipe delivers it;
-      label ``"-"``.
-    * A maildir (a folder with ``cur/`` and ``new/``): every file of ``cur/`` then ``new/``,
-      sorted by name, hidden files and ``tmp/`` skipped; label = the file name. A file moved
-      away while we read (an MUA moving new -> cur) is skipped.
-    * An mbox file (its first line starts with ``From `` or its name ends ``.mbox``): label
-      ``"mbox#N"``, N counting from 1.
-    * Any other file: one message (an ``.eml``); label = the file name.
-
-    Raises ``FileNotFoundError`` for a missing path and ``ValueError`` for a folder that is
-    not a maildir or a path that is not a regular file.
-    """
-    if path_or_dash == "-":
-        stream = stdin if stdin is not None else sys.stdin.buffer
-        yield "-", stream.read()
-        return
-    path = Path(path_or_dash)
-    if not path.exists():
-        raise FileNotFoundError(f"bounce source not found: {path}")
-    if path.is_dir():
-        if not ((path / "cur").is_dir() and (path / "new").is_dir()):
-            raise ValueError(f"{path} is a folder but not a maildir (it needs cur/ and new/)")
-        yield from _read_maildir(path)
-        return
-    if not path.is_file():
-        raise ValueError(f"{path} is neither a file, a maildir nor '-'")
-    with path.open("rb") as handle:
-        is_mbox = handle.read(5) == b"From " or path.suffix.lower() == ".mbox"
-    if not is_mbox:
-        yield path.name, path.read_bytes()
-        return
-    box = mbox(path, create=False)
-    try:
-        for number, key in enumerate(box.keys(), start=1):
-            yield f"mbox#{number}", box.get_bytes(key)
-    finally:
-        box.close()
-
-
-def _read_maildir(path: Path) -> Iterator[tuple[str, bytes]]:
-    for folder in ("cur", "new"):
-        for entry in sorted((path / folder).iterdir()):
-            if entry.name.startswith(".") or not entry.is_file():
-                continue
-            try:
-                data = entry.read_bytes()
-            except FileNotFoundError:
-                continue
-            yield entry.name, data

@@ -1,40 +1,19 @@
-"""JSON API v1: ingest and list syntheses."""
+"""JSON API v1: ingest and list syntheses (routes in :mod:`newsletter.web.api`)."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
-from flask import Blueprint, jsonify, request
+from flask import jsonify, request
 
 from newsletter.content import service as content
 from newsletter.content.validation import InvalidSynthesis
 from newsletter.validation import FieldError
 from newsletter.web.api.auth import require_token
+from newsletter.web.api.payloads import json_body, problems
 from newsletter.web.urls import absolute_url
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_LIMIT = 200
-
-
-def problems(errors: list[FieldError], status: int = 400):
-    return jsonify(error="invalid request",
-                   problems=[error.as_dict() for error in errors]), status
-
-
-def json_body():
-    """(payload, None) for a JSON body, or (None, error response) saying what is wrong."""
-    if not request.is_json:
-        return None, (jsonify(error="unsupported media type",
-                              message="send the body as application/json"), 415)
-    raw = request.get_data(cache=False)
-    try:
-        return json.loads(raw), None
-    except UnicodeDecodeError:
-        return None, problems([FieldError("(body)", "is not UTF-8")])
-    except json.JSONDecodeError as exc:
-        return None, problems([FieldError("(body)", f"is not valid JSON: {exc.msg} at line "
-                                                    f"{exc.lineno} column {exc.colno}")])
 
 
 def _payload(synthesis) -> dict:
@@ -43,7 +22,6 @@ def _payload(synthesis) -> dict:
     )
 
 
-@bp.post("/syntheses")
 @require_token
 def create_synthesis():
     """Create or update (by ``external_id``) one synthesis: 201 created, 200 updated."""
@@ -54,7 +32,7 @@ def create_synthesis():
         result = content.ingest(payload)
     except InvalidSynthesis as exc:
         return problems(exc.errors)
-    status = 201 if result.outcome is content.Outcome.CREATED else 200
+    status = 201 if result.outcome is content.IngestOutcome.CREATED else 200
     body = {"outcome": result.outcome.value, "synthesis": _payload(result.synthesis)}
     return jsonify(body), status
 
@@ -91,7 +69,6 @@ def _query_args():
     return topic, since, status, numbers, errors
 
 
-@bp.get("/syntheses")
 @require_token
 def list_syntheses():
     """Oldest first; ``since`` (exclusive) and ``topic`` filter; ``offset``/``limit`` page."""

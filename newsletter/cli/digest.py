@@ -22,14 +22,15 @@ def digest_command(now_flag: bool, send: bool) -> None:
     from flask import current_app
 
     from newsletter.db import utcnow
+    from newsletter.delivery.fanout import queue_readers
     from newsletter.editions.digests import compose_now
-    from newsletter.extensions import mail_setup
+    from newsletter.wiring import mail_setup
 
     if not now_flag:
         raise click.UsageError("say --now: digests otherwise go out at each reader's time "
                                "from `newsletter worker`")
     app = current_app._get_current_object()
-    result = compose_now(mail_setup(), now=utcnow(),
+    result = compose_now(mail_setup(), queue=queue_readers, now=utcnow(),
                          slot_minutes=app.config["DIGEST_SLOT_MINUTES"])
     click.echo(f"{result.due} reader(s): {result.queued} digest(s) queued in "
                f"{len(result.editions)} edition(s), {result.empty} with nothing new.")
@@ -39,10 +40,13 @@ def digest_command(now_flag: bool, send: bool) -> None:
         click.echo("A running `newsletter worker` (or `make run`) sends them; or run "
                    "`newsletter digest --now --send`.")
         return
-    from newsletter.delivery.service import make_sender
-    from newsletter.editions import service as editions
+    from newsletter.delivery.stats import counts
+    from newsletter.wiring import make_sender
 
     for edition_id in result.editions:
         make_sender(app).run(threading.Event(), edition_id=edition_id)
-    sent = sum(editions.counts(edition_id)["sent"] for edition_id in result.editions)
+    sent = sum(counts(edition_id)["sent"] for edition_id in result.editions)
     click.echo(f"{sent} sent.")
+
+
+COMMANDS = (digest_command,)

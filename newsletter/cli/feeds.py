@@ -35,9 +35,12 @@ def feeds_add(url: str, topics: tuple[str, ...], publish: bool, poll_now: bool) 
     """Add the RSS or Atom feed at URL (fetched once to check it)."""
     from newsletter.content.feeds import add_feed_checked, poll_feed
     from newsletter.validation import InvalidInput
+    from newsletter.wiring import services
+
+    fetcher = services().feed_fetcher
 
     try:
-        feed, check = add_feed_checked(url, list(topics), publish)
+        feed, check = add_feed_checked(url, list(topics), publish, fetcher)
     except InvalidInput as exc:
         raise click.ClickException(str(exc)) from None
     kind = "published syntheses" if publish else "drafts"
@@ -45,7 +48,7 @@ def feeds_add(url: str, topics: tuple[str, ...], publish: bool, poll_now: bool) 
     click.echo(f"{check.entries} entries found, {check.importable} importable as {kind} "
                f"in {', '.join(feed.topics)}.")
     if poll_now:
-        result = poll_feed(feed.id)
+        result = poll_feed(feed.id, fetcher=fetcher)
         click.echo(f"Polled: {_describe(result)}")
         for error in result.errors:
             click.echo(f"  {error}", err=True)
@@ -84,6 +87,7 @@ def feeds_poll(feed_id: int | None) -> None:
     Exits 1 when a feed could not be fetched or an entry was refused.
     """
     from newsletter.content.feeds import FeedNotFound, list_feeds, poll_feed
+    from newsletter.wiring import services
 
     if feed_id is not None:
         ids = [feed_id]
@@ -95,7 +99,7 @@ def feeds_poll(feed_id: int | None) -> None:
     failed = False
     for one in ids:
         try:
-            result = poll_feed(one)
+            result = poll_feed(one, fetcher=services().feed_fetcher)
         except FeedNotFound as exc:
             raise click.ClickException(str(exc)) from None
         click.echo(f"feed {one}: {_describe(result)}")
@@ -118,3 +122,6 @@ def feeds_remove(url_or_id: str) -> None:
     except FeedNotFound as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Feed {feed.id} removed: {feed.url}")
+
+
+COMMANDS = (feeds_group,)

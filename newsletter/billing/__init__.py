@@ -1,0 +1,1 @@
+"""The paid tier: plans and entitlements. The only package that will import ``stripe``."""

@@ -130,6 +130,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Deliveries a worker claims at a time."),
     Setting("NEWSLETTER_LEASE_SECONDS", "LEASE_SECONDS", 120, _int,
             "How long a claim lasts; a crashed worker's deliveries return to the queue after it."),
+    Setting("NEWSLETTER_START_STALE_SECONDS", "START_STALE_SECONDS", 120, _int,
+            "How long one worker may hold an edition's start (render, fan-out) before another "
+            "takes it over (the first one died)."),
     Setting("NEWSLETTER_MAX_ATTEMPTS", "MAX_ATTEMPTS", 8, _int,
             "Attempts before a transiently failing delivery is given up (`failed`)."),
     Setting("NEWSLETTER_MAX_AGE_HOURS", "MAX_AGE_HOURS", 48, _int,

@@ -7,6 +7,8 @@ from newsletter.delivery.models import (
     Delivery,
     DeliveryAttempt,
     ProcessedEvent,
+    RelayMinute,
+    RelayState,
     TrackingEvent,
 )
 from newsletter.editions.models import Edition, EditionLink, EditionTopic, EditionVariant
@@ -15,6 +17,7 @@ from newsletter.subscribers.models import ConsentEvent, Reader, ReaderTopic, Sup
 __all__ = [
     "ApiToken", "BounceEvent", "ConsentEvent", "Delivery", "DeliveryAttempt", "Edition",
     "EditionLink", "EditionTopic", "EditionVariant", "Feed", "FeedEntry", "ProcessedEvent",
-    "Reader", "ReaderTopic", "Suppression", "Synthesis", "Topic", "TrackingEvent",
+    "Reader", "ReaderTopic", "RelayMinute", "RelayState", "Suppression", "Synthesis", "Topic",
+    "TrackingEvent",
     "synthesis_topics",
 ]

@@ -105,17 +105,26 @@ def _parse_send_at(send_at: str | None):
 
 
 def _edition_action(action: str, edition_id: int) -> None:
+    from datetime import timedelta
+
+    from flask import current_app
+
     from newsletter.delivery import service as sending
     from newsletter.editions import service as editions
+    from newsletter.wiring import mail_setup
 
-    # Pausing and resuming move only the edition; cancelling also cancels its deliveries.
-    use_case = {"pause": editions.pause, "resume": editions.resume,
+    stale = timedelta(seconds=current_app.config["START_STALE_SECONDS"])
+    # Pausing moves only the edition; resuming may start a failed one again; cancelling
+    # also cancels its deliveries.
+    use_case = {"pause": editions.pause,
+                "resume": lambda e: sending.resume(e, mail_setup(), stale_after=stale),
                 "cancel": sending.cancel}[action]
     try:
         result = use_case(edition_id)
     except editions.EditionStateError as exc:
         raise click.ClickException(str(exc)) from None
-    extra = f" ({result} deliveries cancelled)" if action == "cancel" else ""
+    extra = {"cancel": f" ({result} deliveries cancelled)",
+             "resume": f" ({result} deliveries queued)" if result else ""}.get(action, "")
     click.echo(f"Edition {edition_id}: {action} done{extra}.")
 
 
@@ -131,7 +140,8 @@ def edition_pause(edition_id: int) -> None:
 @click.argument("edition_id", type=int)
 @with_appcontext
 def edition_resume(edition_id: int) -> None:
-    """Send the rest; readers already sent get nothing again."""
+    """Send the rest of a paused edition, or start again one that failed; readers already
+    sent get nothing again."""
     _edition_action("resume", edition_id)
 
 
@@ -151,6 +161,7 @@ def send_command(edition_id: int, quiet: bool) -> None:
     """Start EDITION_ID if needed and send it in the foreground, with progress."""
     import threading
     import time
+    from datetime import timedelta
 
     from flask import current_app
 
@@ -160,7 +171,8 @@ def send_command(edition_id: int, quiet: bool) -> None:
     from newsletter.wiring import mail_setup, make_sender
 
     try:
-        queued = sending.ensure_sending(edition_id, mail_setup())
+        queued = sending.ensure_sending(edition_id, mail_setup(), stale_after=timedelta(
+            seconds=current_app.config["START_STALE_SECONDS"]))
     except EditionStateError as exc:
         raise click.ClickException(str(exc)) from None
     if queued is not None:

@@ -8,6 +8,7 @@ from enum import StrEnum
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -131,3 +132,23 @@ class TrackingEvent(Base):
     user_agent: Mapped[str | None] = mapped_column(String(300), nullable=True)
 
     __table_args__ = (Index("ix_tracking_events_delivery_id", "delivery_id"),)
+
+
+class RelayState(Base):
+    """One relay's shared message spacing: the next free send slot for every worker."""
+
+    __tablename__ = "relay_state"
+
+    relay: Mapped[str] = mapped_column(String(200), primary_key=True)
+    next_slot_at: Mapped[float] = mapped_column(Float, default=0.0)  # Unix time, seconds
+
+
+class RelayMinute(Base):
+    """Messages one relay was allowed in one minute (Unix time // 60), by every worker: the
+    hourly cap counts the last 61 of them."""
+
+    __tablename__ = "relay_minutes"
+
+    relay: Mapped[str] = mapped_column(String(200), primary_key=True)
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    sent: Mapped[int] = mapped_column(Integer, default=0)

@@ -46,24 +46,30 @@ def _sql(statement: str):
 
 # -- name: claim-deliveries
 # Contract: moves up to :n deliveries of editions that are sending to 'claimed' under this
-# claim's id and lease, and returns them. {due} selects either due queued/deferred rows (an
-# index range on (status, next_attempt_at); no ORDER BY, so the scan stops after :n rows
-# instead of sorting every due row) or rows claimed under an expired lease. On PostgreSQL
-# the inner SELECT locks with SKIP LOCKED, so concurrent workers never claim the same row;
-# on SQLite the single UPDATE statement holds the write lock.
+# claim's id and lease, and returns them. {due} selects, in this order of the calls: due
+# retries (deferred, oldest next_attempt_at first), then due fresh deliveries (queued,
+# oldest first), then rows claimed under an expired lease — so a retry never waits behind
+# fresh mail. The first two walk the index (status, next_attempt_at) in order and stop
+# after :n rows (no sort of every due row). On PostgreSQL the inner SELECT locks with SKIP
+# LOCKED, so concurrent workers never claim the same row and never wait for each other;
+# on SQLite the UPDATE statement holds the write lock.
 _CLAIM = """
 UPDATE deliveries SET status = 'claimed', lease_owner = :claim_id, lease_until = :until
 WHERE id IN (
   SELECT d.id FROM deliveries d JOIN editions e ON e.id = d.edition_id
   WHERE e.status = 'sending' AND {due}
     {edition_filter}
+  {order}
   LIMIT :n
   {lock}
 )
 RETURNING id, edition_id, reader_id, variant_id, email, attempts, created_at
 """
-_DUE = "d.status IN ('queued', 'deferred') AND d.next_attempt_at <= :now"
-_EXPIRED = "d.status = 'claimed' AND d.lease_until < :now"
+_CLAIM_PHASES = (
+    ("d.status = 'deferred' AND d.next_attempt_at <= :now", "ORDER BY d.next_attempt_at"),
+    ("d.status = 'queued' AND d.next_attempt_at <= :now", "ORDER BY d.next_attempt_at"),
+    ("d.status = 'claimed' AND d.lease_until < :now", ""),
+)
 
 
 # -- name: claim-eligibility
@@ -89,9 +95,9 @@ def claim(conn: Connection, *, worker: str, limit: int, lease_seconds: int, now:
     if edition_id is not None:
         params["edition_id"] = edition_id
     rows = []
-    for due in (_DUE, _EXPIRED):
-        statement = _sql(_CLAIM.format(lock=lock, edition_filter=edition_filter,
-                                       due=due)).columns(created_at=UTCDateTime())
+    for due, order in _CLAIM_PHASES:
+        statement = _sql(_CLAIM.format(lock=lock, edition_filter=edition_filter, due=due,
+                                       order=order)).columns(created_at=UTCDateTime())
         rows += conn.execute(statement, {**params, "n": limit - len(rows)}).all()
         if len(rows) >= limit:
             break
@@ -166,9 +172,12 @@ def write_outcomes(conn: Connection, outcomes: list[SendOutcome], *, worker: str
     """
     if not outcomes:
         return []
+    # Locked in id order, as every statement that locks several deliveries does, so the
+    # writer, lease renewal and cancelling never deadlock one another.
     lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
     rows = conn.execute(text(
-        f"SELECT id, status, lease_owner FROM deliveries WHERE id IN :ids{lock}"  # noqa: S608
+        "SELECT id, status, lease_owner FROM deliveries WHERE id IN :ids"  # noqa: S608
+        f" ORDER BY id{lock}"
     ).bindparams(bindparam("ids", expanding=True)),
         {"ids": sorted({o.delivery_id for o in outcomes})}).all()
     current = {row.id: (row.status, row.lease_owner) for row in rows}
@@ -206,20 +215,25 @@ def write_outcomes(conn: Connection, outcomes: list[SendOutcome], *, worker: str
 
 # -- name: renew-leases
 # Contract: a worker still holding claimed deliveries in memory extends their lease, so no
-# other worker (nor itself) claims them again while they wait for a connection.
+# other worker (nor itself) claims them again while they wait for a connection. Rows are
+# locked in id order first (PostgreSQL), like the outcome writer's, so the two never
+# deadlock.
 _RENEW = """
 UPDATE deliveries SET lease_until = :until
-WHERE status = 'claimed' AND lease_owner IN :claims
+WHERE id IN (SELECT id FROM deliveries WHERE status = 'claimed' AND lease_owner IN :claims
+             ORDER BY id{lock})
 """
 
 
 def renew_leases(conn: Connection, claim_ids: list[str], *, lease_seconds: int,
                  now: datetime) -> int:
+    """Extend the leases of these claims to ``now + lease_seconds``; commits."""
     if not claim_ids:
         return 0
-    result = conn.execute(_sql(_RENEW).bindparams(bindparam("claims", expanding=True)),
-                          {"claims": claim_ids,
-                           "until": now + timedelta(seconds=lease_seconds)})
+    lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
+    result = conn.execute(_sql(_RENEW.format(lock=lock)).bindparams(
+        bindparam("claims", expanding=True)),
+        {"claims": claim_ids, "until": now + timedelta(seconds=lease_seconds)})
     conn.commit()
     return result.rowcount or 0
 

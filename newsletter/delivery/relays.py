@@ -3,16 +3,13 @@
 ``NEWSLETTER_SMTP_URL`` may list several relays separated by commas; each URL may carry
 the sending options ``weight`` (share of messages, default 1), ``connections`` (parallel
 SMTP connections, default ``NEWSLETTER_SEND_CONNECTIONS``), ``rate`` (messages per second,
-0 = unlimited) and ``hourly`` (cap over any sliding hour, 0 = none). The connection options
+0 = unlimited) and ``hourly`` (cap over any sliding hour, 0 = none); both hold for every
+worker together (``delivery.limits``). The connection options
 (``starttls``, ``timeout``) are the mail layer's.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -67,51 +64,3 @@ def parse_relays(config: dict[str, Any]) -> list[RelayConfig]:
     if not any(relay.weight > 0 for relay in relays):
         raise ValueError("at least one relay needs a weight above 0")
     return relays
-
-
-class Throttle:
-    """Messages per second (evenly spaced) and a cap over any sliding hour, for one relay.
-
-    Shared by the relay's connection threads; ``wait`` blocks until a message may go.
-    """
-
-    def __init__(self, rate: float, hourly: int, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
-        self.interval = 1.0 / rate if rate > 0 else 0.0
-        self.hourly = hourly
-        self._clock = clock
-        self._sleep = sleep
-        self._next = 0.0
-        self.delay_hint = 0.0
-        self._window: deque[float] = deque()
-        self._lock = threading.Lock()
-
-    def wait(self, stop: threading.Event | None = None, max_wait: float | None = None) -> bool:
-        """Block until a message may be sent; False if ``stop`` was set meanwhile, or if the
-        wait would exceed ``max_wait`` seconds (see ``delay_hint`` for how long)."""
-        self.delay_hint = 0.0
-        if not self.interval and not self.hourly:
-            return True
-        while True:
-            with self._lock:
-                now = self._clock()
-                delay = 0.0
-                if self.hourly:
-                    while self._window and now - self._window[0] >= 3600:
-                        self._window.popleft()
-                    if len(self._window) >= self.hourly:
-                        delay = 3600 - (now - self._window[0])
-                if not delay and self.interval and now < self._next:
-                    delay = self._next - now
-                if not delay:
-                    self._next = max(now, self._next) + self.interval
-                    if self.hourly:
-                        self._window.append(now)
-                    return True
-            if max_wait is not None and delay > max_wait:
-                self.delay_hint = delay
-                return False
-            if stop is not None and stop.wait(min(delay, 1.0)):
-                return False
-            if stop is None:
-                self._sleep(min(delay, 1.0))

@@ -24,25 +24,44 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
 
 from newsletter.db import utcnow
 from newsletter.delivery import queue as dq
-from newsletter.delivery.relays import RelayConfig, Throttle
+from newsletter.delivery.limits import SharedThrottle
+from newsletter.delivery.outcome_writer import RETRYABLE, OutcomeWriter, Progress, rollback
+from newsletter.delivery.relays import RelayConfig
 from newsletter.mail import SendResult, TransportError, make_transport
 
 log = logging.getLogger(__name__)
-GATHER_SECONDS = 0.003
 
 
 def worker_id() -> str:
     """This process and thread, as the owner name of the leases it takes."""
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100000}"
+
+
+class _Throttle(Protocol):
+    delay_hint: float
+
+    def wait(self, stop: threading.Event | None = None,
+             max_wait: float | None = None) -> bool: ...
+
+
+class _Unlimited:
+    """A relay without limits: every message may go at once."""
+
+    delay_hint = 0.0
+
+    def wait(self, stop: threading.Event | None = None, max_wait: float | None = None) -> bool:
+        return True
+
+
+_UNLIMITED = _Unlimited()
 
 
 class Composer(Protocol):
@@ -63,20 +82,6 @@ class SendSettings:
     halt_check_interval: float = 1.0
 
 
-@dataclass
-class Progress:
-    sent: int = 0
-    deferred: int = 0
-    bounced: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def done(self) -> int:
-        return self.sent + self.bounced + self.failed + self.cancelled
-
-
 def outcome_of_reply(job: dq.Claimed, result: SendResult | TransportError, now: datetime,
                      settings: SendSettings, relay: str) -> dq.SendOutcome:
     """2xx → sent; 5xx → bounced; 4xx, timeouts and drops → deferred with exponential
@@ -95,85 +100,8 @@ def outcome_of_reply(job: dq.Claimed, result: SendResult | TransportError, now: 
                       next_attempt_at=now + timedelta(seconds=delay))
 
 
-class _Writer(threading.Thread):
-    """Group commit: takes every outcome waiting, writes them in one transaction."""
-
-    def __init__(self, engine: Engine, worker: str, clock, progress: Progress,
-                 lock: threading.Lock):
-        super().__init__(name="outcome-writer", daemon=True)
-        self.engine = engine
-        self.worker = worker
-        self.clock = clock
-        self.items: queue.Queue[tuple[dq.SendOutcome, threading.Event | None]] = queue.Queue()
-        self.stopping = threading.Event()
-        self.progress = progress
-        self.lock = lock
-        self.fatal: Exception | None = None
-        self.connections = 1  # set by the sender: at most this many wait for a commit
-
-    def submit(self, outcome: dq.SendOutcome, wait: bool, job: dq.Claimed | None = None) -> None:
-        if job is not None:
-            outcome.claim_id = job.claim_id
-        event = threading.Event() if wait else None
-        self.items.put((outcome, event))
-        if event is not None:
-            event.wait()
-
-    def run(self) -> None:
-        with self.engine.connect() as conn:
-            while not (self.stopping.is_set() and self.items.empty()):
-                try:
-                    first = self.items.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-                batch = [first]
-                # Group commit: give the other connections a moment to finish their messages
-                # too, so one transaction records many outcomes. Each connection waits for its
-                # SMTP reply far longer than this, so throughput does not suffer.
-                deadline = time.monotonic() + GATHER_SECONDS
-                while len(batch) < 500:
-                    if len(batch) >= self.connections and self.items.empty():
-                        break
-                    try:
-                        batch.append(self.items.get(
-                            timeout=max(0.0, deadline - time.monotonic())))
-                    except queue.Empty:
-                        break
-                self._write(conn, batch)
-
-    def _write(self, conn, batch) -> None:
-        delay = 0.05
-        while True:
-            try:
-                applied = dq.write_outcomes(conn, [o for o, _ in batch], worker=self.worker,
-                                            now=self.clock())
-                break
-            except OperationalError:
-                # Busy or reconnecting database: never drop an outcome, wait and retry.
-                log.exception("writing %d outcomes failed; retrying", len(batch))
-                conn.rollback()
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
-            except Exception as exc:
-                # Anything else is a bug: stop sending rather than send unrecorded mail.
-                log.exception("cannot record outcomes; stopping the sender")
-                self.fatal = exc
-                for _, event in batch:
-                    if event is not None:
-                        event.set()
-                return
-        with self.lock:
-            for outcome in applied:
-                if hasattr(self.progress, outcome.status):
-                    setattr(self.progress, outcome.status,
-                            getattr(self.progress, outcome.status) + 1)
-        for _, event in batch:
-            if event is not None:
-                event.set()
-
-
 class _Connection(threading.Thread):
-    def __init__(self, sender: Sender, relay: RelayConfig, jobs: queue.Queue, throttle: Throttle,
+    def __init__(self, sender: Sender, relay: RelayConfig, jobs: queue.Queue, throttle: _Throttle,
                  index: int):
         super().__init__(name=f"relay-{relay.name}-{index}", daemon=True)
         self.sender = sender
@@ -211,6 +139,10 @@ class _Connection(threading.Thread):
         if not self.throttle.wait(sender.stop_now, max_wait=sender.settings.lease_seconds / 4):
             later = sender.clock() + timedelta(seconds=self.throttle.delay_hint)
             return dq.SendOutcome(job.id, "released", attempted=False, next_attempt_at=later)
+        # A lease that could not be renewed may run out while this message is on the wire;
+        # then another worker may claim and send it too. Give it back unsent instead.
+        if not sender.lease_ok(job.claim_id):
+            return dq.SendOutcome(job.id, "released", attempted=False)
         try:
             envelope_from, recipient, message = sender.composer.compose(job)
         except Exception as exc:  # noqa: BLE001 - a message we cannot build is a failure
@@ -245,13 +177,17 @@ class Sender:
         self.halted: dict[int, str] = {}
         self.draining = threading.Event()
         self.stop_now = threading.Event()
-        self.writer = _Writer(engine, settings.worker_id, clock, self.progress,
+        self.writer = OutcomeWriter(engine, settings.worker_id, clock, self.progress,
                               self._progress_lock)
         self._queues = {relay.name: queue.Queue() for relay in relays}
         # Claims with deliveries still in memory (waiting or being sent): their leases are
         # renewed until every one of them has an outcome.
         self._held: dict[str, int] = {}
         self._held_lock = threading.Lock()
+        # Until when each held claim's lease is known to hold (as last written), and the
+        # claims given up because renewing them failed for too long.
+        self._lease_until: dict[str, datetime] = {}
+        self._lost: set[str] = set()
         self._weights = [relay.weight for relay in relays]
 
     def release_hold(self, job: dq.Claimed) -> None:
@@ -261,18 +197,60 @@ class Sender:
                 self._held[job.claim_id] = left
             else:
                 self._held.pop(job.claim_id, None)
+                self._lease_until.pop(job.claim_id, None)
+                self._lost.discard(job.claim_id)
+
+    def lease_ok(self, claim_id: str) -> bool:
+        """Whether a message of this claim may still start: its lease holds for at least a
+        third of a lease more (time for the throttle's short wait and one SMTP exchange).
+        A claim that fails this once is given up for good: renewing it later could no
+        longer prove that no other worker took its rows meanwhile."""
+        margin = timedelta(seconds=self.settings.lease_seconds / 3)
+        with self._held_lock:
+            if claim_id in self._lost:
+                return False
+            until = self._lease_until.get(claim_id)
+            if until is not None and self.clock() < until - margin:
+                return True
+            self._lost.add(claim_id)
+        log.warning("claim %s: its lease could not be renewed in time; its remaining "
+                    "deliveries go back to the queue unsent", claim_id)
+        return False
+
+    def hold_leases(self, claimed: list[dq.Claimed], now: datetime) -> None:
+        """Record the lease each new claim holds until (written with the claim)."""
+        until = now + timedelta(seconds=self.settings.lease_seconds)
+        with self._held_lock:
+            for claim_id in {job.claim_id for job in claimed}:
+                self._lease_until[claim_id] = until
+
+    def _renew(self, conn) -> None:
+        """Renew the leases of the claims still held and not given up."""
+        now = self.clock()
+        with self._held_lock:
+            claims = [c for c in self._held if c not in self._lost]
+        dq.renew_leases(conn, claims, lease_seconds=self.settings.lease_seconds, now=now)
+        until = now + timedelta(seconds=self.settings.lease_seconds)
+        with self._held_lock:
+            for claim_id in claims:
+                if claim_id in self._lease_until and claim_id not in self._lost:
+                    self._lease_until[claim_id] = until
 
     def _in_memory(self) -> int:
         return sum(q.qsize() for q in self._queues.values())
 
     def _dispatch(self, jobs: list[dq.Claimed]) -> None:
+        eligible = [job for job in jobs if job.eligible]
+        # Counted before any job reaches a connection, so a claim's lease stays known until
+        # its last job has an outcome.
+        with self._held_lock:
+            for job in eligible:
+                self._held[job.claim_id] = self._held.get(job.claim_id, 0) + 1
         for job in jobs:
             if not job.eligible:
-                self.writer.submit(dq.SendOutcome(job.id, "cancelled", attempted=False), wait=False,
-                                   job=job)
-                continue
-            with self._held_lock:
-                self._held[job.claim_id] = self._held.get(job.claim_id, 0) + 1
+                self.writer.submit(dq.SendOutcome(job.id, "cancelled", attempted=False),
+                                   wait=False, job=job)
+        for job in eligible:
             relay = random.choices(self.relays, weights=self._weights)[0]  # noqa: S311
             self._queues[relay.name].put(job)
 
@@ -285,45 +263,37 @@ class Sender:
         self.writer.start()
         threads = []
         for relay in self.relays:
-            throttle = Throttle(relay.rate, relay.hourly)
+            throttle: _Throttle = (SharedThrottle(self.engine, relay.name, relay.rate,
+                                                  relay.hourly)
+                                   if relay.rate or relay.hourly else _UNLIMITED)
             for index in range(relay.connections):
                 thread = _Connection(self, relay, self._queues[relay.name], throttle, index)
                 thread.start()
                 threads.append(thread)
-        in_flight_editions: set[int] = set()
-        last_halt_check = 0.0
-        last_renewal = time.monotonic()
-        low_water = max(sum(r.connections for r in self.relays) * 2, settings.batch_size // 2)
+        loop = _ClaimLoop(self, edition_id)
         try:
             with self.engine.connect() as conn:
                 while not stop.is_set():
                     if self.writer.fatal is not None:
                         raise RuntimeError("the outcome writer failed") from self.writer.fatal
-                    claimed: list[dq.Claimed] = []
-                    if self._in_memory() < low_water:
-                        claimed = dq.claim(conn, worker=settings.worker_id,
-                                           limit=settings.batch_size,
-                                           lease_seconds=settings.lease_seconds,
-                                           now=self.clock(), edition_id=edition_id)
-                        in_flight_editions.update(job.edition_id for job in claimed)
-                        self._dispatch(claimed)
-                    if time.monotonic() - last_renewal > settings.lease_seconds / 3:
-                        with self._held_lock:
-                            held = list(self._held)
-                        dq.renew_leases(conn, held, lease_seconds=settings.lease_seconds,
-                                        now=self.clock())
-                        last_renewal = time.monotonic()
-                    if time.monotonic() - last_halt_check > settings.halt_check_interval:
-                        self.halted = dq.halted_editions(conn, in_flight_editions)
-                        last_halt_check = time.monotonic()
+                    try:
+                        claimed, done = loop.step(conn)
+                    except RETRYABLE:
+                        # The database is away: jobs in memory go on while their leases
+                        # hold (lease_ok); claiming and renewing are tried again.
+                        rollback(conn)
+                        log.warning("the delivery queue is unreachable; retrying in %.1f s",
+                                    loop.backoff, exc_info=True)
+                        stop.wait(loop.backoff)
+                        loop.backoff = min(loop.backoff * 2, 5.0)
+                        continue
+                    loop.backoff = 0.1
                     if on_progress is not None:
                         on_progress(self.progress)
                     if claimed:
                         continue
-                    if self._in_memory() == 0 and self.writer.items.empty():
-                        dq.finish_editions(conn, self.clock())
-                        if edition_id is not None:
-                            break
+                    if done:
+                        break
                     stop.wait(settings.idle_sleep if self._in_memory() == 0 else 0.05)
         finally:
             if stop.is_set():
@@ -339,8 +309,50 @@ class Sender:
                                        wait=False, job=job)
             self.writer.stopping.set()
             self.writer.join()
-            with self.engine.connect() as conn:
-                dq.finish_editions(conn, self.clock())
+            try:
+                with self.engine.connect() as conn:
+                    dq.finish_editions(conn, self.clock())
+            except RETRYABLE:
+                log.warning("could not mark finished editions sent; the next run will",
+                            exc_info=True)
             if on_progress is not None:
                 on_progress(self.progress)
         return self.progress
+
+
+class _ClaimLoop:
+    """One turn of the claimer's loop at a time: claim when the queues run low, renew the
+    leases of what is held, notice halted editions, finish editions when idle."""
+
+    def __init__(self, sender: Sender, edition_id: int | None):
+        self.sender = sender
+        self.edition_id = edition_id
+        self.editions: set[int] = set()
+        self.last_halt_check = 0.0
+        self.last_renewal = time.monotonic()
+        self.backoff = 0.1
+        self.low_water = max(sum(r.connections for r in sender.relays) * 2,
+                             sender.settings.batch_size // 2)
+
+    def step(self, conn) -> tuple[list[dq.Claimed], bool]:
+        """(what was claimed, whether a run for one edition is done)."""
+        sender, settings = self.sender, self.sender.settings
+        claimed: list[dq.Claimed] = []
+        if sender._in_memory() < self.low_water:
+            now = sender.clock()
+            claimed = dq.claim(conn, worker=settings.worker_id, limit=settings.batch_size,
+                               lease_seconds=settings.lease_seconds, now=now,
+                               edition_id=self.edition_id)
+            sender.hold_leases(claimed, now)
+            self.editions.update(job.edition_id for job in claimed)
+            sender._dispatch(claimed)
+        if time.monotonic() - self.last_renewal > settings.lease_seconds / 3:
+            sender._renew(conn)
+            self.last_renewal = time.monotonic()
+        if time.monotonic() - self.last_halt_check > settings.halt_check_interval:
+            sender.halted = dq.halted_editions(conn, self.editions)
+            self.last_halt_check = time.monotonic()
+        if claimed or sender._in_memory() or not sender.writer.items.empty():
+            return claimed, False
+        dq.finish_editions(conn, sender.clock())
+        return claimed, self.edition_id is not None

@@ -21,6 +21,7 @@ class EditionKind(StrEnum):
 class EditionStatus(StrEnum):
     DRAFT = "draft"
     SCHEDULED = "scheduled"
+    STARTING = "starting"    # one worker holds the start (render, fan-out) under start_claim
     SENDING = "sending"
     SENT = "sent"
     PAUSED = "paused"
@@ -54,6 +55,9 @@ class Edition(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    # While ``starting``: the claim of the one worker rendering and fanning out (its
+    # started_at is when it claimed); another may take it over once it is stale.
+    start_claim: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     __table_args__ = (Index("ix_editions_status_send_at", "status", "send_at"),
                       Index("ix_editions_started_at", "started_at"))

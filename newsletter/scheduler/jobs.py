@@ -39,7 +39,8 @@ def start_due_editions(app: Flask) -> None:
     from newsletter.wiring import mail_setup
 
     with app.app_context():
-        started = start(mail_setup())
+        started = start(mail_setup(),
+                        stale_after=timedelta(seconds=app.config["START_STALE_SECONDS"]))
         if started:
             log.info("started scheduled edition(s) %s", started)
 

@@ -279,3 +279,71 @@ def test_jobs_waiting_longer_than_their_lease_are_not_sent_twice(flaky_config, a
           f"{len(received)} readers, progress.sent {progress.sent}")
     assert len(received) == 300
     assert sum(received.values()) == 300, "nothing sent twice"
+
+
+def test_worker_killed_after_a_5xx_before_recording_it_tries_once_more_and_bounces_once(
+        app, topics, smtp_server, tmp_path):
+    """The other side of the crash window: the relay refused (550) and the worker died
+    before the refusal was committed. The delivery is tried once more (a second 550) and
+    recorded once: one bounce event, one suppression, the delivery bounced."""
+    from newsletter.subscribers.service import is_suppressed
+    from newsletter.wiring import mail_setup, reader_services
+
+    readers = audience(12)
+    victim = readers[5].email
+    edition = special_edition()
+    sending.start_sending(edition.id, mail_setup())
+    db.session.commit()
+    lock = DeliveriesLock(app.config["DATABASE_URL"])
+    refused = threading.Event()
+    tries: Counter[str] = Counter()
+
+    def reply(received):
+        rcpt = received.rcpt_tos[0]
+        tries[rcpt] += 1
+        if rcpt != victim:
+            return None
+        if not refused.is_set():
+            lock.acquire()  # the refusal cannot be committed until the worker is dead
+            refused.set()
+        return "550 5.1.1 no such user"
+
+    smtp_server.reply = reply
+    env = worker_env(app.config, smtp_url=smtp_server.url, instance_dir=tmp_path / "worker",
+                     SEND_CONNECTIONS=1, LEASE_SECONDS=2, SEND_BATCH=20)
+    first = second = None
+    try:
+        first = start_worker(env, tmp_path / "first.log")
+        wait_for(lambda: refused.is_set() or first.poll() is not None, timeout=60,
+                 what="the relay to refuse the victim")
+        assert refused.is_set(), log_tail(tmp_path / "first.log")
+        time.sleep(0.3)  # the worker now waits to write the 550
+        first.send_signal(signal.SIGKILL)
+        assert first.wait(timeout=10) == -signal.SIGKILL
+        lock.release()
+        assert _statuses(edition.id)[victim] == "claimed", "the refusal was never recorded"
+        second = start_worker(env, tmp_path / "second.log")
+        wait_for(lambda: _edition_status(edition.id) == "sent" or second.poll() is not None,
+                 timeout=60, what="the edition to be finished")
+        assert second.poll() is None, log_tail(tmp_path / "second.log")
+    finally:
+        stop_process(first)
+        stop_process(second)
+        lock.release()
+    events = len(db.session.scalars(select(BounceEvent.id)).all())
+    print(f"\n[{db.engine.dialect.name}] 5xx then kill: the relay saw the refused delivery "
+          f"{tries[victim]} times; bounce events {events}")
+    assert tries[victim] == 2, "one extra attempt after the crash"
+    statuses = _statuses(edition.id)
+    assert statuses[victim] == "bounced"
+    assert Counter(statuses.values()) == {"sent": len(readers) - 1, "bounced": 1}
+    db.session.expire_all()
+    bounces = db.session.scalars(select(BounceEvent.kind)).all()
+    assert bounces == ["hard_bounce"], "recorded once"
+    recorded = db.session.scalars(select(DeliveryAttempt.outcome).join(
+        Delivery, Delivery.id == DeliveryAttempt.delivery_id)
+        .where(Delivery.email == victim)).all()
+    assert recorded == ["bounced"], "only the attempt whose outcome was committed is recorded"
+    assert is_suppressed(reader_services(), victim)
+    received = Counter(m.rcpt_tos[0] for m in smtp_server.messages)
+    assert received == Counter({r.email: 1 for r in readers if r.email != victim})

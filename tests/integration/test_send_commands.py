@@ -38,5 +38,7 @@ def test_bad_input_to_edition_commands(runner, app, topics):
     assert naive.exit_code == 2 and "timezone offset" in naive.output
     assert runner.invoke(args=["send", "999"]).exit_code == 1
     assert "is not sending" in runner.invoke(args=["edition", "pause", "999"]).output
-    assert "is not paused" in runner.invoke(args=["edition", "resume", "999"]).output
+    # resume takes a paused or a failed edition, so an unknown one is named as such
+    resumed = runner.invoke(args=["edition", "resume", "999"])
+    assert resumed.exit_code == 1 and "no edition 999" in resumed.output
     assert "cannot be cancelled" in runner.invoke(args=["edition", "cancel", "999"]).output

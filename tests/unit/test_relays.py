@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from newsletter.delivery.relays import Throttle, parse_relays
+from newsletter.delivery.relays import parse_relays
 
 
 def config(url: str, transport: str = "smtp") -> dict:
@@ -35,43 +35,3 @@ def test_file_transport_is_one_relay():
 def test_bad_relay_options(url, message):
     with pytest.raises(ValueError, match=message):
         parse_relays(config(url))
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
-def test_rate_spaces_messages_evenly():
-    clock = FakeClock()
-    throttle = Throttle(rate=10, hourly=0, clock=clock, sleep=clock.sleep)
-    for _ in range(5):
-        assert throttle.wait()
-    assert clock.now == pytest.approx(1000.4)
-
-
-def test_hourly_cap_waits_for_the_window():
-    clock = FakeClock()
-    throttle = Throttle(rate=0, hourly=3, clock=clock, sleep=clock.sleep)
-    for _ in range(3):
-        throttle.wait()
-    assert clock.slept == []
-    throttle.wait()
-    assert clock.now >= 1000.0 + 3600
-
-
-def test_a_long_wait_is_refused_with_a_hint():
-    clock = FakeClock()
-    throttle = Throttle(rate=0, hourly=1, clock=clock, sleep=clock.sleep)
-    assert throttle.wait(max_wait=30)
-    assert not throttle.wait(max_wait=30)
-    assert throttle.delay_hint == pytest.approx(3600)
-    assert clock.slept == [], "it did not sleep"

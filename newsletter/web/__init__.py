@@ -33,9 +33,12 @@ def register_web(app: Flask) -> None:
 
     csrf.exempt(api_bp)
     csrf.exempt(hooks_bp)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    app.config.setdefault("SESSION_COOKIE_SECURE", app.config["BASE_URL"].startswith("https:"))
-    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # the session bounds the token
+    # Assigned, not setdefault: Flask and Flask-WTF define these keys already.
+    https = app.config["BASE_URL"].startswith("https:")
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["SESSION_COOKIE_SECURE"] = https
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["WTF_CSRF_TIME_LIMIT"] = None  # a form's token lives as long as its session
     filters.register(app)
 
     @app.context_processor
@@ -68,4 +71,6 @@ def register_web(app: Flask) -> None:
             "default-src 'self'; img-src 'self' data:; style-src 'self'; "
             "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
         )
+        if https:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response

@@ -70,6 +70,13 @@ def _current_reader() -> Reader | None:
     return None
 
 
+@bp.after_request
+def _private(response):
+    """Reader pages carry a reader's data or links: never kept by a browser or a proxy."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 # -- rate limits ---------------------------------------------------------------------------
 
 def _address_key() -> str:
@@ -104,7 +111,7 @@ def _link_problem(exc: TokenInvalid, status: int = 400):
 @address_limited
 def subscribe():
     topics = reader_services().offered_topics()
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD (Flask answers HEAD with the GET view)
         chosen = {request.args.get("topic", "")}
         return render_template("readers/subscribe.html", topics_available=topics,
                                chosen=chosen, errors=None, email="")
@@ -130,7 +137,7 @@ def confirm(token: str):
         payload = services.tokens.read(Purpose.CONFIRM, token)
     except TokenInvalid as exc:
         return _link_problem(exc)
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD (Flask answers HEAD with the GET view)
         # A button, not an action: mail scanners follow GET links and must not subscribe.
         reader = service.get_reader(payload["r"])
         return render_template("readers/confirm.html", token=token, reader=reader)
@@ -171,7 +178,7 @@ def preferences():
     reader = _current_reader()
     if reader is None:
         return render_template("readers/request_link.html", errors=None), 200
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD (Flask answers HEAD with the GET view)
         return _preferences_page(reader, saved=session.pop("preferences_saved", None))
     if reader.status != ReaderStatus.ACTIVE.value:
         abort(409, "You are not subscribed. Subscribe again to choose preferences.")
@@ -190,7 +197,7 @@ def preferences():
 @ip_limited
 @address_limited
 def request_link():
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD (Flask answers HEAD with the GET view)
         return render_template("readers/request_link.html", errors=None)
     try:
         service.send_manage_link(reader_services(), request.form.get("email", ""))
@@ -206,7 +213,7 @@ def email_change(token: str):
         payload = services.tokens.read(Purpose.EMAIL_CHANGE, token)
     except TokenInvalid as exc:
         return _link_problem(exc)
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD (Flask answers HEAD with the GET view)
         return render_template("readers/email_change.html", token=token,
                                new_email=payload.get("e"))
     try:
@@ -273,7 +280,7 @@ def unsubscribe(token: str):
         return render_template("readers/unsubscribed.html", reader=None, topic=None)
     except TokenInvalid as exc:
         return _link_problem(exc)
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD (Flask answers HEAD with the GET view)
         return render_template("readers/unsubscribe.html", reader=reader, token=token)
     topic = request.form.get("topic")
     one_click = request.form.get("List-Unsubscribe") == "One-Click"

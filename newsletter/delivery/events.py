@@ -149,6 +149,22 @@ def handle(event: Event, *, tokens: DeliveryTokens, services: subscribers.Reader
     return event.kind
 
 
+def first_use_of_signature(source: str, nonce: str, event_ids: list[str]) -> bool:
+    """Record a signature's one-time token (Mailgun signs only a timestamp and this token,
+    not the event). False when the token was seen before and these events were not what
+    it carried then: a captured signature replayed with a forged event. The same request
+    delivered again (the provider retrying) is still accepted, as a duplicate."""
+    db.session.add(ProcessedEvent(source=f"{source}-sig"[:20], event_id=nonce[:200]))
+    try:
+        db.session.commit()
+        return True
+    except IntegrityError:
+        db.session.rollback()
+    seen = set(db.session.scalars(select(ProcessedEvent.event_id).where(
+        ProcessedEvent.source == source, ProcessedEvent.event_id.in_(event_ids))))
+    return bool(event_ids) and set(event_ids) <= seen
+
+
 def apply_events(events: Iterable[Event], *, tokens: DeliveryTokens,
                  readers: subscribers.ReaderServices, policy: BouncePolicy,
                  now: datetime | None = None) -> list[str]:

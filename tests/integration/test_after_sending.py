@@ -120,9 +120,9 @@ def configure_hooks(app):
     return configure
 
 
-def mailgun_body(key: str, event: dict, timestamp: int | None = None) -> bytes:
+def mailgun_body(key: str, event: dict, timestamp: int | None = None,
+                 token: str = "abcdef0123456789abcdef0123456789abcdef0123456789ab") -> bytes:
     timestamp = timestamp or int(time.time())
-    token = "abcdef0123456789abcdef0123456789abcdef0123456789ab"
     signature = hmac.new(key.encode(), f"{timestamp}{token}".encode(),
                          hashlib.sha256).hexdigest()
     return json.dumps({"signature": {"timestamp": str(timestamp), "token": token,
@@ -145,6 +145,30 @@ def test_mailgun_webhook_bounce_and_replay(configure_hooks, client, sent):
     replay = client.post("/hooks/mailgun", data=body, content_type="application/json")
     assert replay.json["outcomes"] == ["duplicate"]
     assert db.session.scalar(select(func.count(BounceEvent.id))) == 1
+
+
+def test_a_captured_mailgun_signature_cannot_carry_a_forged_event(configure_hooks, client,
+                                                                   sent):
+    """Mailgun signs only timestamp + token: within its 5 minutes, the same signature block
+    with another event must be refused, and change nothing."""
+    configure_hooks(MAILGUN_SIGNING_KEY="mg-key")
+    _, _, rows = sent
+    genuine = {"id": "evt-real", "event": "delivered", "recipient": rows[0].email,
+               "timestamp": time.time()}
+    signed = json.loads(mailgun_body("mg-key", genuine, token="one-time-token-1234567890"))
+    assert client.post("/hooks/mailgun", json=signed).status_code == 200
+    forged = {**signed, "event-data": {
+        "id": "evt-forged", "event": "failed", "severity": "permanent",
+        "recipient": rows[1].email, "timestamp": time.time(),
+        "user-variables": {"nl_token": token_of(rows[1])}}}
+    response = client.post("/hooks/mailgun", json=forged)
+    assert response.status_code == 401
+    assert response.json["message"] == "signature already used"
+    assert not is_suppressed(reader_services(), rows[1].email)
+    assert db.session.scalar(select(func.count(BounceEvent.id))) == 0
+    # The provider retrying the genuine request is still a plain duplicate.
+    again = client.post("/hooks/mailgun", json=signed)
+    assert again.status_code == 200 and again.json["outcomes"] == ["duplicate"]
 
 
 def test_webhook_with_a_bad_signature_changes_nothing(configure_hooks, client, sent):

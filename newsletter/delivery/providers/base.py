@@ -68,11 +68,14 @@ class WebhookResult:
     """What one authenticated webhook request says.
 
     ``subscribe_url`` is set only for an SNS SubscriptionConfirmation: the caller GETs it to
-    confirm the subscription, and there are no events.
+    confirm the subscription, and there are no events. ``nonce`` is the one-time token of a
+    signature that does not cover the events (Mailgun's): the caller must refuse one it has
+    seen with other events (``events.first_use_of_signature``).
     """
 
     events: list[Event] = field(default_factory=list)
     subscribe_url: str | None = None
+    nonce: str | None = None
 
 
 class WebhookProvider(Protocol):

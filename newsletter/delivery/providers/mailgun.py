@@ -49,9 +49,11 @@ class MailgunProvider:
         self.max_age = max_age
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> WebhookResult:
-        """See :func:`mailgun_events`; the signature is in the body, no header is read."""
-        return WebhookResult(mailgun_events(body, signing_key=self.signing_key,
-                                            max_age=self.max_age))
+        """See :func:`mailgun_events`; the signature is in the body, no header is read.
+        The signature's token comes back as the result's ``nonce``."""
+        events = mailgun_events(body, signing_key=self.signing_key, max_age=self.max_age)
+        # Verified by mailgun_events, so the body is JSON with a signature token.
+        return WebhookResult(events, nonce=json.loads(body)["signature"]["token"])
 
 
 def mailgun_events(

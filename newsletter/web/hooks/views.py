@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, jsonify, request
 
-from newsletter.delivery.events import BouncePolicy, apply_events
+from newsletter.delivery.events import BouncePolicy, apply_events, first_use_of_signature
 from newsletter.delivery.providers import PayloadError, SignatureError
 from newsletter.wiring import services
 
@@ -29,6 +29,9 @@ def receive(provider: str):
         return jsonify(error="unauthorized"), 401
     except PayloadError as exc:
         return jsonify(error="bad request", message=str(exc)[:300]), 400
+    if result.nonce is not None and not first_use_of_signature(
+            hook.name, result.nonce, [e.event_id[:200] for e in result.events]):
+        return jsonify(error="unauthorized", message="signature already used"), 401
     if result.subscribe_url:
         parts.sns_fetcher.fetch(result.subscribe_url)  # confirms the subscription
         return jsonify(subscribed=True)

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from newsletter.delivery.queue import Claimed
-from newsletter.delivery.tokens import DeliveryTokens
+from newsletter.delivery.tokens import DeliveryTokens, message_id_local
 from newsletter.editions.render import template_from_json
 from newsletter.mail.template import MessageTemplate
 from newsletter.subscribers.mailer import Links
@@ -85,7 +85,7 @@ class EditionComposer:
         unsubscribe_url = self.links.unsubscribe(job.reader_id)
         message = self.template(job.variant_id).render({
             "to": address,
-            "message_id": f"{token}.{job.edition_id}",
+            "message_id": message_id_local(token, job.edition_id),
             "list_unsubscribe": f"<{unsubscribe_url}>",
             "x_newsletter_token": token,
             "greeting": "Hello,",

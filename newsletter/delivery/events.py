@@ -32,7 +32,7 @@ from newsletter.db import db, utcnow
 from newsletter.delivery.models import BounceEvent, Delivery, DeliveryStatus, ProcessedEvent
 from newsletter.delivery.tokens import DeliveryTokens
 from newsletter.subscribers import service as subscribers
-from newsletter.subscribers.addresses import email_hash, normalise_email
+from newsletter.subscribers.addresses import email_hash
 from newsletter.subscribers.models import Reader, SuppressionReason
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ DELIVERED = "delivered"
 DEFERRED = "deferred"
 IGNORED = "ignored"
 UNKNOWN = "unknown"
+UNMATCHED = "unmatched"  # an outcome, not a kind: the event proved no message of ours
 KINDS = frozenset({HARD_BOUNCE, SOFT_BOUNCE, COMPLAINT, DELIVERED, DEFERRED, IGNORED, UNKNOWN})
 ACTIONABLE = {HARD_BOUNCE, SOFT_BOUNCE, COMPLAINT}
 
@@ -81,29 +82,26 @@ class Event:
 
 def _locate(event: Event, tokens: DeliveryTokens,
             hash_key: bytes) -> tuple[Delivery | None, str | None]:
-    """The delivery (by token) and the address hash the event is about."""
-    delivery = None
-    if event.token:
-        delivery_id = tokens.read(event.token)
-        if delivery_id is not None:
-            delivery = db.session.get(Delivery, delivery_id)
-    if delivery is not None:
-        reader = db.session.get(Reader, delivery.reader_id)
-        digest = reader.email_hash if reader and reader.email_hash else (
-            email_hash(delivery.email, hash_key) if delivery.email else None)
-        return delivery, digest
-    if event.recipient:
-        try:
-            address = normalise_email(event.recipient)
-        except ValueError:
-            return None, None
-        return None, email_hash(address, hash_key)
-    return None, None
+    """The delivery the event proves it is about, and its reader's address hash.
+
+    The proof is a delivery token we signed (echoed in the VERP address, the
+    X-Newsletter-Token header, a provider's metadata, or our Message-ID). An address alone
+    proves nothing — anyone can send a report naming any reader — so it never matches.
+    """
+    delivery_id = tokens.read(event.token) if event.token else None
+    delivery = db.session.get(Delivery, delivery_id) if delivery_id is not None else None
+    if delivery is None:
+        return None, None
+    reader = db.session.get(Reader, delivery.reader_id)
+    digest = reader.email_hash if reader and reader.email_hash else (
+        email_hash(delivery.email, hash_key) if delivery.email else None)
+    return delivery, digest
 
 
 def handle(event: Event, *, tokens: DeliveryTokens, services: subscribers.ReaderServices,
            policy: BouncePolicy, now: datetime | None = None) -> str:
-    """Apply one event; return what it did: duplicate, ignored, unknown, or the kind."""
+    """Apply one event; return what it did: duplicate, ignored, unmatched (no proof it is
+    about a message we sent: recorded, changes nothing), or the kind."""
     now = now or utcnow()
     db.session.add(ProcessedEvent(source=event.source, event_id=event.event_id[:200]))
     try:
@@ -117,9 +115,9 @@ def handle(event: Event, *, tokens: DeliveryTokens, services: subscribers.Reader
     delivery, digest = _locate(event, tokens, services.hash_key)
     if digest is None:
         db.session.commit()
-        log.warning("%s event %s names no known delivery or address", event.source,
-                    event.event_id)
-        return "unknown"
+        log.warning("%s event %s carries no token of ours; recorded as unmatched, nothing "
+                    "changed", event.source, event.event_id)
+        return UNMATCHED
     db.session.add(BounceEvent(email_hash=digest, delivery_id=delivery.id if delivery else None,
                                kind=event.kind, source=event.source,
                                occurred_at=event.occurred_at or now,

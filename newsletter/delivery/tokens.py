@@ -14,6 +14,21 @@ import re
 from collections.abc import Sequence
 
 TOKEN_RE = re.compile(r"^([0-9a-z]{1,13})-([A-Za-z0-9_-]{10})$")
+# The Message-ID of every list message: <token.edition id@mail domain>.
+_MESSAGE_ID_RE = re.compile(
+    r"\s*<?([0-9a-z]{1,13}-[A-Za-z0-9_-]{10})\.\d{1,19}@[^<>\s]{1,255}>?\s*")
+
+
+def message_id_local(token: str, edition_id: int) -> str:
+    """The local part of a list message's Message-ID; it carries the delivery's token."""
+    return f"{token}.{edition_id}"
+
+
+def token_from_message_id(message_id: str | None) -> str | None:
+    """The delivery token a Message-ID of ours carries, unchecked (``read`` checks it);
+    None for any other Message-ID."""
+    match = _MESSAGE_ID_RE.fullmatch(message_id or "")
+    return match.group(1) if match else None
 
 
 def _b36(n: int) -> str:

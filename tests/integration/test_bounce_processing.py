@@ -49,6 +49,6 @@ def test_apply_events_gives_one_outcome_per_event_in_order(app, sent):  # noqa: 
     outcomes = apply_events(events, tokens=parts.delivery_tokens, readers=parts.readers,
                             policy=BouncePolicy.from_config(app.config))
 
-    assert outcomes == ["hard_bounce", "duplicate", "ignored", "unknown"]
+    assert outcomes == ["hard_bounce", "duplicate", "ignored", "unmatched"]
     assert is_suppressed(parts.readers, rows[1].email)
     assert not is_suppressed(parts.readers, rows[2].email)

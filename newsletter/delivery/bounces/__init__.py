@@ -19,7 +19,7 @@ from newsletter.delivery.bounces.classify import classify_dsn_status
 from newsletter.delivery.bounces.parse import BounceReport, MalformedReport, parse_report
 from newsletter.delivery.bounces.sources import read_source
 from newsletter.delivery.events import COMPLAINT, BouncePolicy, Event, apply_events
-from newsletter.delivery.tokens import DeliveryTokens
+from newsletter.delivery.tokens import DeliveryTokens, token_from_message_id
 from newsletter.subscribers.service import ReaderServices
 
 __all__ = [
@@ -55,10 +55,12 @@ class BounceRun:
 
 
 def report_event(report: BounceReport) -> Event:
-    """The event a report stands for."""
+    """The event a report stands for. Its token is the one the report echoes (VERP address,
+    X-Newsletter-Token) or, failing that, the one in the Message-ID of the original."""
+    token = report.token or token_from_message_id(report.original_message_id)
     return Event(source="arf" if report.kind == COMPLAINT else "dsn",
                  event_id=f"{report.report_id}:{report.recipient or ''}",
-                 kind=report.kind, token=report.token, recipient=report.recipient,
+                 kind=report.kind, token=token, recipient=report.recipient,
                  detail=report.diagnostic or report.status or "")
 
 

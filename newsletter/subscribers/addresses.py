@@ -14,8 +14,16 @@ class InvalidAddress(ValueError):
     """The address cannot receive mail; the message says why, for the reader."""
 
 
+NON_ASCII_LOCAL_PART = ("We cannot send to an address with letters outside A–Z before the "
+                        "@ yet. Please use another address.")
+
+
 def normalise_email(raw: str, *, check_deliverability: bool = False) -> str:
-    """Return the address in the form we store (domain and local part lowercased).
+    """Return the address in the form we store: lowercased, the domain in its ASCII (IDNA)
+    form — ``user@bücher.de`` is stored as ``user@xn--bcher-kva.de``, which every relay
+    and header accepts, and a look-alike domain (a Cyrillic "а" in "exаmple") shows as
+    what it is. A local part outside ASCII needs SMTPUTF8 from every server on the way,
+    which we do not offer: such an address is refused with :data:`NON_ASCII_LOCAL_PART`.
 
     Local parts are case-sensitive in theory and case-insensitive at every provider that
     matters; lowercasing means one reader cannot subscribe twice as Ada@ and ada@.
@@ -33,7 +41,9 @@ def normalise_email(raw: str, *, check_deliverability: bool = False) -> str:
         result = validate_email(text, check_deliverability=check_deliverability)
     except EmailNotValidError as exc:
         raise InvalidAddress(str(exc)) from None
-    return result.normalized.lower()
+    if result.ascii_email is None:
+        raise InvalidAddress(NON_ASCII_LOCAL_PART)
+    return result.ascii_email.lower()
 
 
 def email_hash(email: str, key: bytes) -> str:

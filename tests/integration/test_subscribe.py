@@ -237,3 +237,26 @@ def test_ip_recording_can_be_switched_off(app_config, request):
     subscribe(request.getfixturevalue("client"))
     [event] = events()
     assert event.ip is None and event.user_agent == "TestBrowser/1.0"
+
+
+def test_an_international_domain_is_stored_and_mailed_in_ascii_form(client, topics, outbox):
+    response = subscribe(client, email="user@bücher.de")
+    assert response.status_code == 200
+    [reader] = readers()
+    assert reader.email == "user@xn--bcher-kva.de"
+    [message] = outbox_messages(outbox)
+    assert message["To"] == "user@xn--bcher-kva.de", "the confirmation actually went out"
+
+
+def test_a_local_part_we_cannot_mail_is_refused_at_the_form_and_the_api(client, app, topics,
+                                                                       outbox, api_token):
+    response = subscribe(client, email="jörg@example.com")
+    assert response.status_code == 400
+    assert "letters outside A–Z before the @" in response.get_data(as_text=True)
+    api = client.post("/api/v1/subscribers", headers={"Authorization": f"Bearer {api_token}"},
+                      json={"email": "jörg@example.com", "topics": ["ai-policy-and-safety"],
+                            "consent": {"obtained_at": "2026-11-01T00:00:00Z",
+                                        "wording_version": "test"}})
+    assert api.status_code == 400
+    assert any("outside A–Z" in p["message"] for p in api.json["problems"])
+    assert readers() == [] and outbox_messages(outbox) == []

@@ -7,6 +7,7 @@ reason, and the others still go in.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,9 @@ from typing import Any
 from newsletter.content.service import IngestOutcome, ingest
 from newsletter.content.validation import InvalidSynthesis
 from newsletter.db import db
+from newsletter.validation import JsonRefused, load_json
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,10 @@ def _records_from_array(text: str) -> Iterator[tuple[int, Any | Exception]]:
             yield exc.lineno, ValueError(f"invalid JSON: {exc.msg} (column {exc.colno}); "
                                          "the rest of the file was not read")
             return
+        except RecursionError:
+            yield line, ValueError("refused: the record is nested too deeply; the rest of "
+                                   "the file was not read (JSON Lines reads on past it)")
+            return
         yield line, record
         pos = skip_ws(pos)
         if pos < length and text[pos] == ",":
@@ -82,9 +90,11 @@ def _records_from_lines(text: str) -> Iterator[tuple[int, Any | Exception]]:
         if not raw.strip():
             continue
         try:
-            yield number, json.loads(raw)
+            yield number, load_json(raw)
         except json.JSONDecodeError as exc:
             yield number, ValueError(f"invalid JSON: {exc.msg} (column {exc.colno})")
+        except JsonRefused as exc:
+            yield number, ValueError(f"refused: the record {exc}")
 
 
 def iter_records(text: str) -> Iterator[tuple[int, Any | Exception]]:
@@ -95,17 +105,39 @@ def iter_records(text: str) -> Iterator[tuple[int, Any | Exception]]:
     return _records_from_lines(text.lstrip("\ufeff"))
 
 
+def _unreadable(record: Any) -> str | None:
+    """Why a parsed record cannot be stored whatever its fields say, or None."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return "holds text that is not valid Unicode (a lone surrogate)"
+    except (ValueError, RecursionError):
+        return "is nested too deeply"
+    return None
+
+
 def import_text(text: str) -> ImportReport:
+    """Import every record; one bad record is reported with its line and never stops the
+    ones after it."""
     report = ImportReport()
     for line, record in iter_records(text):
         if isinstance(record, Exception):
             report.rejected.append(Rejection(line, str(record)))
+            continue
+        problem = _unreadable(record)
+        if problem:
+            report.rejected.append(Rejection(line, problem))
             continue
         try:
             result = ingest(record)
         except InvalidSynthesis as exc:
             db.session.rollback()
             report.rejected.append(Rejection(line, str(exc)))
+            continue
+        except Exception as exc:  # noqa: BLE001 - a record the database refused; go on
+            db.session.rollback()
+            log.exception("import: line %d could not be stored", line)
+            report.rejected.append(Rejection(line, f"could not be stored ({type(exc).__name__})"))
             continue
         if result.outcome is IngestOutcome.CREATED:
             report.created += 1

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from newsletter.content.models import SynthesisStatus
-from newsletter.validation import FieldError, InvalidInput
+from newsletter.validation import FieldError, InvalidInput, aware_datetime
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 # Control characters other than tab and newline; CR is normalised away before this check.
@@ -121,14 +121,10 @@ def _parse_datetime(name: str, value: Any, errors: list[FieldError]) -> datetime
         errors.append(FieldError(name, f"must be an ISO 8601 string, not {_type_name(value)}"))
         return None
     try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        errors.append(FieldError(name, "is not an ISO 8601 date-time (e.g. 2026-11-27T08:00:00Z)"))
+        return aware_datetime(value)
+    except ValueError as exc:
+        errors.append(FieldError(name, f"{exc} (e.g. 2026-11-27T08:00:00Z)"))
         return None
-    if parsed.tzinfo is None:
-        errors.append(FieldError(name, "needs a timezone offset (e.g. 2026-11-27T08:00:00Z)"))
-        return None
-    return parsed
 
 
 def _check_string_list(name: str, value: Any, max_items: int, max_len: int,

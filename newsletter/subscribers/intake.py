@@ -7,7 +7,6 @@ suppressed address is refused: only the person, through a confirmation, can brin
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from newsletter.db import db, utcnow
@@ -15,7 +14,7 @@ from newsletter.subscribers import service
 from newsletter.subscribers.addresses import email_hash, normalise_email
 from newsletter.subscribers.models import Reader, ReaderStatus
 from newsletter.subscribers.preferences import parse_preferences
-from newsletter.validation import FieldError, InvalidInput, single_line
+from newsletter.validation import FieldError, InvalidInput, aware_datetime, single_line
 
 _ALLOWED = {"email", "topics", "timezone", "delivery_time", "frequency", "weekly_day",
             "format", "consent"}
@@ -47,13 +46,11 @@ def _consent(value: Any, errors: list[FieldError]) -> dict[str, Any] | None:
     obtained = _text(value.get("obtained_at"), "consent.obtained_at", 40, errors, True)
     if obtained:
         try:
-            when = datetime.fromisoformat(obtained.replace("Z", "+00:00"))
-        except ValueError:
-            errors.append(FieldError("consent.obtained_at", "is not an ISO 8601 date-time"))
+            when = aware_datetime(obtained)
+        except ValueError as exc:
+            errors.append(FieldError("consent.obtained_at", str(exc)))
         else:
-            if when.tzinfo is None:
-                errors.append(FieldError("consent.obtained_at", "needs a timezone offset"))
-            elif when > utcnow():
+            if when > utcnow():
                 errors.append(FieldError("consent.obtained_at", "is in the future"))
             else:
                 record["obtained_at"] = when.isoformat()

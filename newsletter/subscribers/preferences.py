@@ -14,7 +14,7 @@ from zoneinfo import available_timezones
 
 from newsletter.content.models import Topic
 from newsletter.subscribers.models import Frequency, MailFormat
-from newsletter.validation import FieldError, InvalidInput, single_line
+from newsletter.validation import FieldError, InvalidInput, single_line, whole_number
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _TIME_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -78,10 +78,9 @@ def parse_topics(form: dict[str, list[str]], available: list[Topic],
         order_text = _one(form, f"order-{slug}", errors, default="")
         order = 999
         if order_text:
-            if not order_text.isdigit() or not 1 <= int(order_text) <= 99:
+            order = whole_number(order_text, 1, 99) or 999
+            if order == 999:
                 errors.append(FieldError(f"order-{slug}", "must be a number from 1 to 99"))
-            else:
-                order = int(order_text)
         chosen.append((order, topic.position, topic))
     if not chosen and not any(e.field.startswith("topic") for e in errors):
         errors.append(FieldError("topic", "Choose at least one topic."))
@@ -98,12 +97,10 @@ def parse_preferences(form: dict[str, list[str]], available: list[Topic],
     if frequency not in {f.value for f in Frequency}:
         errors.append(FieldError("frequency", "must be daily, weekly or paused"))
 
-    weekly_day = 0
-    day_text = _one(form, "weekly_day", errors, "0")
-    if not day_text.isdigit() or not 0 <= int(day_text) <= 6:
+    weekly_day = whole_number(_one(form, "weekly_day", errors, "0"), 0, 6)
+    if weekly_day is None:
         errors.append(FieldError("weekly_day", "must be a day of the week"))
-    else:
-        weekly_day = int(day_text)
+        weekly_day = 0
 
     paused_until = None
     if frequency == Frequency.PAUSED.value:

@@ -27,13 +27,13 @@ are described there.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from newsletter.delivery.events import DETAIL_MAX, REPORTED_TOKEN_RE, Event
+from newsletter.validation import load_json
 
 __all__ = [
     "HEADER_FIELD",
@@ -145,7 +145,7 @@ def epoch_time(value: Any) -> datetime | None:
 
 def parse_json(body: bytes, error: type[Exception]) -> Any:
     try:
-        return json.loads(body)
+        return load_json(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise error("body is not JSON") from exc
 

@@ -32,6 +32,7 @@ from newsletter.delivery.providers.base import (
     reported_token,
     utc_now,
 )
+from newsletter.validation import load_json
 
 __all__ = ["MailgunProvider", "mailgun_events"]
 
@@ -69,7 +70,7 @@ def mailgun_events(
     if not signing_key:
         raise ValueError("Mailgun webhook signing key is not configured")
     try:
-        payload = json.loads(body)
+        payload = load_json(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise SignatureError("body is not a JSON Mailgun webhook") from exc
     signature = payload.get("signature") if isinstance(payload, dict) else None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Collection, Mapping, MutableMapping
 from typing import Any
@@ -45,6 +44,7 @@ from newsletter.delivery.providers.base import (
     reported_token,
     utc_now,
 )
+from newsletter.validation import load_json
 
 __all__ = ["SesProvider", "is_sns_url", "ses_events"]
 
@@ -116,7 +116,7 @@ def ses_events(
     one event per recipient, ``event_id`` = SNS ``MessageId`` + ``":"`` + index in the list.
     """
     try:
-        message = json.loads(body)
+        message = load_json(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise SignatureError("body is not an SNS message") from exc
     if not isinstance(message, dict):

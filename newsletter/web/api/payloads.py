@@ -6,7 +6,7 @@ import json
 
 from flask import jsonify, request
 
-from newsletter.validation import FieldError
+from newsletter.validation import FieldError, JsonRefused, load_json
 
 
 def problems(errors: list[FieldError], status: int = 400):
@@ -22,9 +22,11 @@ def json_body():
                               message="send the body as application/json"), 415)
     raw = request.get_data(cache=False)
     try:
-        return json.loads(raw), None
+        return load_json(raw), None
     except UnicodeDecodeError:
         return None, problems([FieldError("(body)", "is not UTF-8")])
+    except JsonRefused as exc:
+        return None, problems([FieldError("(body)", str(exc))])
     except json.JSONDecodeError as exc:
         return None, problems([FieldError("(body)", f"is not valid JSON: {exc.msg} at line "
                                                     f"{exc.lineno} column {exc.colno}")])

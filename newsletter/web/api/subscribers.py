@@ -9,7 +9,7 @@ from flask import jsonify
 
 from newsletter.subscribers import intake, privacy, service
 from newsletter.subscribers.models import Reader
-from newsletter.validation import InvalidInput
+from newsletter.validation import MAX_ID, InvalidInput
 from newsletter.web.actors import request_actor
 from newsletter.web.api.auth import require_token
 from newsletter.web.api.payloads import json_body, problems
@@ -44,7 +44,7 @@ def create_subscriber():
 
 
 def _reader_or_404(reader_id: int):
-    reader = service.get_reader(reader_id)
+    reader = service.get_reader(reader_id) if reader_id <= MAX_ID else None
     if reader is None:
         return None, (jsonify(error="not found"), 404)
     return reader, None

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from flask import jsonify, request
 
 from newsletter.content import service as content
 from newsletter.content.validation import InvalidSynthesis
-from newsletter.validation import FieldError
+from newsletter.validation import FieldError, aware_datetime, whole_number
 from newsletter.web.api.auth import require_token
 from newsletter.web.api.payloads import json_body, problems
 from newsletter.web.urls import absolute_url
@@ -48,12 +46,9 @@ def _query_args():
     since = None
     if args.get("since"):
         try:
-            since = datetime.fromisoformat(args["since"].replace("Z", "+00:00"))
-            if since.tzinfo is None:
-                errors.append(FieldError("since", "needs a timezone offset, e.g. "
-                                                  "2026-11-27T00:00:00Z"))
-        except ValueError:
-            errors.append(FieldError("since", "is not an ISO 8601 date-time"))
+            since = aware_datetime(args["since"])
+        except ValueError as exc:
+            errors.append(FieldError("since", str(exc)))
     status: str | None = args.get("status", "published")
     if status not in {"published", "draft", "all"}:
         errors.append(FieldError("status", "must be published, draft or all"))
@@ -61,11 +56,11 @@ def _query_args():
         status = None
     numbers = {}
     for name, default, low, high in (("limit", 50, 1, MAX_LIMIT), ("offset", 0, 0, 10**9)):
-        value = args.get(name, str(default))
-        if not value.isdigit() or not low <= int(value) <= high:
+        value = whole_number(args.get(name, str(default)), low, high)
+        if value is None:
             errors.append(FieldError(name, f"must be a whole number from {low} to {high}"))
         else:
-            numbers[name] = int(value)
+            numbers[name] = value
     return topic, since, status, numbers, errors
 
 

@@ -17,6 +17,12 @@ from newsletter.wiring import services
 bp = Blueprint("hooks", __name__, url_prefix="/hooks")
 
 
+def _unavailable():
+    return jsonify(error="unavailable",
+                   message="could not reach the provider to check this request; send it again"
+                   ), 503
+
+
 @bp.post("/<provider>")
 def receive(provider: str):
     parts = services()
@@ -25,6 +31,10 @@ def receive(provider: str):
         abort(404)
     try:
         result = hook.parse(request.get_data(), request.headers)
+    except OSError:
+        # The provider's signing certificate could not be fetched: an outage, not a forgery.
+        # 503 (not a crash), so the provider sends the notification again later.
+        return _unavailable()
     except SignatureError:
         return jsonify(error="unauthorized"), 401
     except PayloadError as exc:
@@ -33,7 +43,10 @@ def receive(provider: str):
             hook.name, result.nonce, [e.event_id[:200] for e in result.events]):
         return jsonify(error="unauthorized", message="signature already used"), 401
     if result.subscribe_url:
-        parts.sns_fetcher.fetch(result.subscribe_url)  # confirms the subscription
+        try:
+            parts.sns_fetcher.fetch(result.subscribe_url)  # confirms the subscription
+        except OSError:
+            return _unavailable()
         return jsonify(subscribed=True)
     outcomes = apply_events(result.events, tokens=parts.delivery_tokens, readers=parts.readers,
                             policy=BouncePolicy.from_config(current_app.config))

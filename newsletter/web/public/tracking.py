@@ -25,6 +25,8 @@ def open_pixel(token: str):
 
 @bp.get("/c/<token>/<int:n>")
 def click(token: str, n: int):
+    if n > 100_000:  # no edition has that many links (and SQLite stops at 2**63)
+        abort(404, "This link is not valid. It may have been copied incompletely.")
     url = tracking.click_target(token[:100], n, request.user_agent.string,
                                 tokens=services().delivery_tokens,
                                 enabled=current_app.config["TRACKING"])

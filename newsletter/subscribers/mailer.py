@@ -28,8 +28,11 @@ class Links:
     def _url(self, path: str, purpose: Purpose, payload: dict) -> str:
         return self.base_url.rstrip("/") + path.format(token=self.tokens.make(purpose, payload))
 
-    def confirm(self, reader_id: int, email: str) -> str:
-        return self._url(CONFIRM_PATH, Purpose.CONFIRM, {"r": reader_id, "e": email})
+    def confirm(self, reader_id: int, email: str, request_id: int | None) -> str:
+        """``request_id``: the subscribe consent event the link answers; only the latest
+        request's link confirms."""
+        return self._url(CONFIRM_PATH, Purpose.CONFIRM,
+                         {"r": reader_id, "e": email, "q": request_id})
 
     def manage(self, reader_id: int) -> str:
         return self._url(MANAGE_PATH, Purpose.MANAGE, {"r": reader_id})
@@ -72,10 +75,10 @@ class ReaderMailer:
             transport.close()
         log.info("sent %s email", template)
 
-    def send_confirmation(self, reader_id: int, email: str) -> None:
+    def send_confirmation(self, reader_id: int, email: str, request_id: int | None) -> None:
         publication = self.mail.config["PUBLICATION_NAME"]
         self._send("confirm", email, f"Confirm your subscription to {publication}",
-                   self.links.confirm(reader_id, email))
+                   self.links.confirm(reader_id, email, request_id))
 
     def send_manage_link(self, reader_id: int, email: str) -> None:
         publication = self.mail.config["PUBLICATION_NAME"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from newsletter.content.models import Topic
 from newsletter.db import db, utcnow
@@ -83,8 +83,9 @@ class LinkNoLongerValid(TokenInvalid):
 # -- helpers -------------------------------------------------------------------------------
 
 def record_event(services: ReaderServices, reader: Reader, kind: str, actor: Actor, *,
-            consent: bool = False, detail: dict[str, Any] | None = None) -> None:
-    db.session.add(ConsentEvent(
+                 consent: bool = False, detail: dict[str, Any] | None = None) -> ConsentEvent:
+    """Add a consent event (uncommitted) and return it, with its id."""
+    event = ConsentEvent(
         reader_id=reader.id,
         kind=kind,
         source=actor.source,
@@ -92,7 +93,16 @@ def record_event(services: ReaderServices, reader: Reader, kind: str, actor: Act
         user_agent=(actor.user_agent or "")[:300] or None,
         consent_version=CONSENT_VERSION if consent else None,
         detail=detail or {},
-    ))
+    )
+    db.session.add(event)
+    db.session.flush()
+    return event
+
+
+def latest_request(reader_id: int) -> int | None:
+    """The id of the reader's latest subscribe request (its consent event)."""
+    return db.session.scalar(select(func.max(ConsentEvent.id)).where(
+        ConsentEvent.reader_id == reader_id, ConsentEvent.kind == "subscribe"))
 
 
 def set_topics(reader: Reader, topics: list[Topic]) -> None:
@@ -172,10 +182,10 @@ def request_subscription(services: ReaderServices, raw_email: str, topic_slugs: 
         reader.status = ReaderStatus.PENDING.value
         reader.timezone = timezone
     set_topics(reader, topics)
-    record_event(services, reader, "subscribe", actor, consent=True,
-            detail={"topics": [t.slug for t in topics]})
+    request = record_event(services, reader, "subscribe", actor, consent=True,
+                           detail={"topics": [t.slug for t in topics]})
     db.session.commit()
-    _send_safely(services.mailer.send_confirmation, reader.id, email)
+    _send_safely(services.mailer.send_confirmation, reader.id, email, request.id)
 
 
 def _send_safely(send, *args) -> None:
@@ -196,8 +206,14 @@ def confirm_subscription(services: ReaderServices, token: str, actor: Actor) -> 
     reader = get_reader(payload["r"])
     if reader is None or reader.email != payload.get("e"):
         raise LinkNoLongerValid("this subscription no longer exists")
-    if reader.status == ReaderStatus.ACTIVE.value:
+    if reader.status == ReaderStatus.ACTIVE.value and payload.get("q") == latest_request(
+            reader.id):
         return reader
+    # A link answers one request: after an unsubscribe and a new request (perhaps someone
+    # else's, with other topics), only the newest link confirms.
+    if payload.get("q") != latest_request(reader.id):
+        raise LinkNoLongerValid("this link answers an earlier request; use the newest "
+                                "confirmation email we sent, or subscribe again")
     if reader.status != ReaderStatus.PENDING.value:
         raise LinkNoLongerValid("you unsubscribed after this link was sent; subscribe again "
                                 "to get a new one")
@@ -224,7 +240,10 @@ def send_manage_link(services: ReaderServices, raw_email: str) -> None:
     if reader is None:
         return
     if reader.status == ReaderStatus.PENDING.value:
-        _send_safely(services.mailer.send_confirmation, reader.id, email)
+        # The latest request's link again: it confirms what was asked, nothing else. (A
+        # reader added before requests were recorded has none: the link names none.)
+        _send_safely(services.mailer.send_confirmation, reader.id, email,
+                     latest_request(reader.id))
     else:
         _send_safely(services.mailer.send_manage_link, reader.id, email)
 

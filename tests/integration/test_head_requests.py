@@ -46,7 +46,7 @@ def active(topics):
 def test_head_on_a_confirmation_link_confirms_nothing_and_signs_nobody_in(app, pending):
     client = app.test_client()
     before = _fingerprint(app)
-    response = client.head(path_of(links().confirm(pending.id, pending.email)))
+    response = client.head(path_of(links().confirm(pending.id, pending.email, 0)))
     assert response.status_code == 200
     with client.session_transaction() as cookie_session:
         assert "_user_id" not in cookie_session, "nobody is signed in"
@@ -98,7 +98,7 @@ def test_head_on_every_route_that_changes_state_changes_nothing(app, active, pen
     rules = [rule for rule in app.url_map.iter_rules()
              if rule.methods & {"POST", "PUT", "PATCH", "DELETE"}]
     assert len(rules) >= 10
-    tokens = {"confirm": links().confirm(pending.id, pending.email),
+    tokens = {"confirm": links().confirm(pending.id, pending.email, 0),
               "email_change": links().email_change(active.id, "other@example.com"),
               "unsubscribe": links().unsubscribe(active.id)}
     client = app.test_client()

@@ -260,3 +260,28 @@ def test_a_local_part_we_cannot_mail_is_refused_at_the_form_and_the_api(client, 
     assert api.status_code == 400
     assert any("outside A–Z" in p["message"] for p in api.json["problems"])
     assert readers() == [] and outbox_messages(outbox) == []
+
+
+def test_an_old_confirmation_link_cannot_confirm_a_later_request(client, topics, outbox):
+    """After an unsubscribe, anyone may ask again with other topics; the link of the
+    first request must not confirm that second one."""
+    from newsletter.subscribers import service
+    from newsletter.wiring import reader_services
+
+    subscribe(client)
+    old_link = link_in(outbox_messages(outbox)[0], "/confirm/")
+    confirm(client, old_link)
+    service.unsubscribe(reader_services(), readers()[0], service.Actor(source="test"))
+    subscribe(app_client := client.application.test_client(), topics=["models-and-research"])
+    assert readers()[0].status == "pending"
+
+    response = client.post(old_link, data={"csrf_token": csrf_from(client, "/subscribe")})
+    assert response.status_code == 400
+    assert "this link answers an earlier request" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert readers()[0].status == "pending", "the old link confirmed nothing"
+    assert service.is_suppressed(reader_services(), "ada@example.com")
+
+    new_link = link_in(outbox_messages(outbox)[-1], "/confirm/")
+    assert confirm(app_client, new_link).status_code == 303
+    assert readers()[0].status == "active"

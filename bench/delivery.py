@@ -67,6 +67,7 @@ def app_config(tmp: Path, database_url: str, secret: str, *, smtp_port: int = 25
                connections: int = 8, dkim_key: Path | None = None) -> dict[str, Any]:
     return {
         "DEBUG": False,
+        "POSTAL_ADDRESS": "Modelwire Ltd, 10 Bench Lane, London N1 9GU, UK",
         "TESTING": False,
         "SECRET_KEY": secret,
         "SECRET_KEYS": None,

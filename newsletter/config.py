@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PLACEHOLDER_ADDRESS = "Modelwire, 1 Example Street, Springfield, USA"
 DEV_SECRET_KEY = "dev-only-secret-change-me"  # noqa: S105 - the known development default
 
 
@@ -94,9 +95,9 @@ SETTINGS: tuple[Setting, ...] = (
             "`From` of every message: display name and address."),
     Setting("NEWSLETTER_MAIL_DOMAIN", "MAIL_DOMAIN", None, _str,
             "Domain of `Message-ID` and `List-Id` (default: the domain of MAIL_FROM)."),
-    Setting("NEWSLETTER_POSTAL_ADDRESS", "POSTAL_ADDRESS",
-            "Modelwire, 1 Example Street, Springfield, USA", _str,
-            "Postal address printed in every email (CAN-SPAM)."),
+    Setting("NEWSLETTER_POSTAL_ADDRESS", "POSTAL_ADDRESS", PLACEHOLDER_ADDRESS, _str,
+            "Postal address printed in every email (CAN-SPAM). Required outside "
+            "development: the placeholder refuses to start."),
     Setting("NEWSLETTER_DKIM_SELECTOR", "DKIM_SELECTOR", None, _str,
             "DKIM selector; signing is on when selector, domain and key path are all set."),
     Setting("NEWSLETTER_DKIM_DOMAIN", "DKIM_DOMAIN", None, _str, "DKIM signing domain (`d=`)."),
@@ -268,12 +269,14 @@ def finish_config(config: dict[str, Any]) -> dict[str, Any]:
     # The stored key serves make run's instance only: development mode, or a command
     # using that instance's own SQLite database. Never in tests, never beside a database
     # given by URL (a real deployment sets its key).
+    dev_instance = bool(config.get("DEBUG") or config.get("TESTING"))
     unset = not config.get("SECRET_KEYS") and config.get("SECRET_KEY") in (None, "",
                                                                           DEV_SECRET_KEY)
     if unset and not config.get("TESTING") and (config.get("DEBUG") or own_database):
         stored = instance_secret_key(instance, create=bool(config.get("DEBUG")))
         if stored:
             config["SECRET_KEY"] = stored
+            dev_instance = True
     if config.get("SECRET_KEYS"):
         config["SECRET_KEY"] = config["SECRET_KEYS"][0]
     else:
@@ -286,4 +289,9 @@ def finish_config(config: dict[str, Any]) -> dict[str, Any]:
             "set a long random value (or NEWSLETTER_DEBUG=1 for local development, which "
             f"stores one in {instance / SECRET_KEY_FILE})"
         )
+    if not dev_instance and config.get("POSTAL_ADDRESS", "").strip() in ("",
+                                                                      PLACEHOLDER_ADDRESS):
+        raise ConfigError(
+            "refusing to start: NEWSLETTER_POSTAL_ADDRESS is unset or the placeholder; every "
+            "email must carry the publication's real postal address (CAN-SPAM)")
     return config

@@ -38,6 +38,7 @@ def worker_env(config, *, smtp_url: str, instance_dir: Path, **settings) -> dict
         "NEWSLETTER_BASE_URL": config["BASE_URL"],
         "NEWSLETTER_MAIL_FROM": config["MAIL_FROM"],
         "NEWSLETTER_PUBLICATION_NAME": config["PUBLICATION_NAME"],
+        "NEWSLETTER_POSTAL_ADDRESS": "Modelwire Ltd, 10 Test Lane, London N1 9GU, UK",
         "NEWSLETTER_MAIL_TRANSPORT": "smtp",
         "NEWSLETTER_SMTP_URL": smtp_url,
         "PYTHONUNBUFFERED": "1",

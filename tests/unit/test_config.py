@@ -94,7 +94,8 @@ def test_development_mode_stores_one_key_every_process_shares(tmp_path):
     assert second["SECRET_KEY"] == first["SECRET_KEY"]
     assert second["SECRET_KEYS"] == [first["SECRET_KEY"]]
     # A key given in the environment always wins over the stored one.
-    given = finish_config(dict(load_settings({"NEWSLETTER_SECRET_KEY": "k" * 40}),
+    given = finish_config(dict(load_settings({"NEWSLETTER_SECRET_KEY": "k" * 40,
+                                              "NEWSLETTER_POSTAL_ADDRESS": "1 Real Rd, Leeds"}),
                                INSTANCE_DIR=str(tmp_path)))
     assert given["SECRET_KEY"] == "k" * 40
 
@@ -122,3 +123,19 @@ def test_the_stored_key_serves_only_the_instance_database_and_only_if_private(tm
     again = finish_config(dict(load_settings({}), DEBUG=True, INSTANCE_DIR=str(tmp_path)))
     assert len(again["SECRET_KEY"]) >= 32
     assert list(tmp_path.glob(".secret_key.*")) == [], "no temporary file left behind"
+
+
+def test_production_refuses_the_placeholder_postal_address(tmp_path):
+    from newsletter.config import PLACEHOLDER_ADDRESS
+
+    production = {"DEBUG": False, "TESTING": False, "SECRET_KEY": "k" * 40,
+                  "INSTANCE_DIR": str(tmp_path)}
+    for address in (PLACEHOLDER_ADDRESS, "", "   "):
+        with pytest.raises(ConfigError, match="NEWSLETTER_POSTAL_ADDRESS is unset or the "
+                                              "placeholder"):
+            create_app({**production, "POSTAL_ADDRESS": address})
+    app = create_app({**production, "POSTAL_ADDRESS": "Modelwire Ltd, 10 Real Street, Leeds"})
+    assert app.config["POSTAL_ADDRESS"] == "Modelwire Ltd, 10 Real Street, Leeds"
+    # Development (make run, and a second terminal on its instance) keeps the placeholder.
+    assert create_app({"DEBUG": True, "INSTANCE_DIR": str(tmp_path / "dev")}).config[
+        "POSTAL_ADDRESS"] == PLACEHOLDER_ADDRESS

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
 RESERVE_SECONDS = 0.2        # how much of a second's rate one reservation takes
@@ -47,8 +47,8 @@ _PRUNE = "DELETE FROM relay_minutes WHERE relay = :relay AND minute <= :before"
 
 
 class SharedThrottle:
-    """The same ``wait`` as :class:`newsletter.delivery.relays.Throttle`, for one relay's
-    limits across every worker; shared by one sender's connection threads."""
+    """One relay's limits across every worker: ``wait`` blocks until this worker's next
+    slot. Shared by one sender's connection threads."""
 
     def __init__(self, engine: Engine, relay: str, rate: float, hourly: int, *,
                  clock: Callable[[], float] = time.time,
@@ -61,7 +61,16 @@ class SharedThrottle:
         self._sleep = sleep
         self._slots: deque[float] = deque()
         self._lock = threading.Lock()
-        self.delay_hint = 0.0
+        self._local = threading.local()  # delay_hint is per calling thread
+
+    @property
+    def delay_hint(self) -> float:
+        """How far away the next slot was when this thread's last ``wait`` said no."""
+        return getattr(self._local, "delay_hint", 0.0)
+
+    @delay_hint.setter
+    def delay_hint(self, value: float) -> None:
+        self._local.delay_hint = value
 
     def wait(self, stop: threading.Event | None = None, max_wait: float | None = None) -> bool:
         """Block until this worker's next slot; False if ``stop`` was set meanwhile, or if
@@ -91,13 +100,15 @@ class SharedThrottle:
         now = self._clock()
         # A slot missed by half an interval or more is gone: using it later would bunch
         # sends (so a message starts within half a slot of its own, and no second holds
-        # more than rate + 1).
-        while self._slots and now - self._slots[0] >= self.interval / 2:
+        # more than rate + 1). Without a rate, a permit keeps for a minute: the cap counts
+        # 61 minutes, so a permit used within its minute's next one is still counted.
+        late = self.interval / 2 if self.interval else 60.0
+        while self._slots and now - self._slots[0] >= late:
             self._slots.popleft()
         if not self._slots:
             try:
                 self._reserve(now, max_wait)
-            except (OperationalError, InterfaceError):
+            except SQLAlchemyError:
                 log.warning("relay %s: cannot reach the shared limits; holding back",
                             self.relay, exc_info=True)
                 self.delay_hint = 1.0

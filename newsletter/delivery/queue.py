@@ -46,13 +46,14 @@ def _sql(statement: str):
 
 # -- name: claim-deliveries
 # Contract: moves up to :n deliveries of editions that are sending to 'claimed' under this
-# claim's id and lease, and returns them. {due} selects, in this order of the calls: due
+# claim's id and lease, and returns them. {due} selects, in this order of the calls: rows
+# claimed under an expired lease (a dead worker's, the oldest work there is), then due
 # retries (deferred, oldest next_attempt_at first), then due fresh deliveries (queued,
-# oldest first), then rows claimed under an expired lease — so a retry never waits behind
-# fresh mail. The first two walk the index (status, next_attempt_at) in order and stop
-# after :n rows (no sort of every due row). On PostgreSQL the inner SELECT locks with SKIP
-# LOCKED, so concurrent workers never claim the same row and never wait for each other;
-# on SQLite the UPDATE statement holds the write lock.
+# oldest first) — so neither a retry nor a dead worker's mail waits behind fresh mail. The
+# last two walk the index (status, next_attempt_at) in order and stop after :n rows (no
+# sort of every due row). On PostgreSQL the inner SELECT locks with SKIP LOCKED, so
+# concurrent workers never claim the same row and never wait for each other; on SQLite the
+# UPDATE statement holds the write lock.
 _CLAIM = """
 UPDATE deliveries SET status = 'claimed', lease_owner = :claim_id, lease_until = :until
 WHERE id IN (
@@ -66,9 +67,9 @@ WHERE id IN (
 RETURNING id, edition_id, reader_id, variant_id, email, attempts, created_at
 """
 _CLAIM_PHASES = (
+    ("d.status = 'claimed' AND d.lease_until < :now", ""),
     ("d.status = 'deferred' AND d.next_attempt_at <= :now", "ORDER BY d.next_attempt_at"),
     ("d.status = 'queued' AND d.next_attempt_at <= :now", "ORDER BY d.next_attempt_at"),
-    ("d.status = 'claimed' AND d.lease_until < :now", ""),
 )
 
 
@@ -137,7 +138,9 @@ _SET = {
     "bounced": "status = 'bounced', last_error = :reply, attempts = attempts + 1",
     "failed": "status = 'failed', last_error = :reply, attempts = attempts + 1",
     "cancelled": "status = 'cancelled'",
-    "released": "status = 'queued', next_attempt_at = :next",
+    # A retry given back keeps its place among retries (claims take those first).
+    "released": "status = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END, "
+                "next_attempt_at = :next",
 }
 
 # -- name: suppress-bounced
@@ -173,13 +176,17 @@ def write_outcomes(conn: Connection, outcomes: list[SendOutcome], *, worker: str
     if not outcomes:
         return []
     # Locked in id order, as every statement that locks several deliveries does, so the
-    # writer, lease renewal and cancelling never deadlock one another.
+    # writer, lease renewal and cancelling never deadlock one another. SQLite has no row
+    # locks and opens its write transaction only at the first write: take it first, so
+    # the rows read below cannot change (another worker's claim) before they are written.
+    ids = sorted({o.delivery_id for o in outcomes})
+    if conn.dialect.name == "sqlite":
+        conn.execute(text("UPDATE deliveries SET id = id WHERE id = :id"), {"id": ids[0]})
     lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
     rows = conn.execute(text(
         "SELECT id, status, lease_owner FROM deliveries WHERE id IN :ids"  # noqa: S608
         f" ORDER BY id{lock}"
-    ).bindparams(bindparam("ids", expanding=True)),
-        {"ids": sorted({o.delivery_id for o in outcomes})}).all()
+    ).bindparams(bindparam("ids", expanding=True)), {"ids": ids}).all()
     current = {row.id: (row.status, row.lease_owner) for row in rows}
     applied: list[SendOutcome] = []
     by_status: dict[str, list[dict]] = {}

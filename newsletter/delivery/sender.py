@@ -122,8 +122,16 @@ class _Connection(threading.Thread):
                     continue
                 if sender.writer.fatal is not None:
                     return
-                sender.writer.submit(self._deliver(job), wait=True, job=job)
-                sender.release_hold(job)
+                try:
+                    outcome = self._deliver(job)
+                except Exception:  # noqa: BLE001 - never leave a held job without an outcome
+                    log.exception("delivery %s: unexpected error; it goes back to the queue",
+                                  job.id)
+                    outcome = dq.SendOutcome(job.id, "released", attempted=False)
+                try:
+                    sender.writer.submit(outcome, wait=True, job=job)
+                finally:
+                    sender.release_hold(job)
         finally:
             if self.transport is not None:
                 self.transport.close()
@@ -134,6 +142,8 @@ class _Connection(threading.Thread):
         if halted is not None or sender.draining.is_set() and sender.stop_now.is_set():
             status = "cancelled" if halted == "cancelled" else "released"
             return dq.SendOutcome(job.id, status, attempted=False)
+        if not sender.lease_ok(job.claim_id):  # before taking a relay slot for it
+            return dq.SendOutcome(job.id, "released", attempted=False)
         # Never hold a claimed delivery for long (its lease would expire and another worker
         # could send it too): past a short wait, put it back for when the relay has room.
         if not self.throttle.wait(sender.stop_now, max_wait=sender.settings.lease_seconds / 4):
@@ -221,13 +231,21 @@ class Sender:
         """Record the lease each new claim holds until (written with the claim)."""
         until = now + timedelta(seconds=self.settings.lease_seconds)
         with self._held_lock:
-            for claim_id in {job.claim_id for job in claimed}:
+            for claim_id in {job.claim_id for job in claimed if job.eligible}:
                 self._lease_until[claim_id] = until
 
     def _renew(self, conn) -> None:
-        """Renew the leases of the claims still held and not given up."""
+        """Renew the leases of the claims still held whose lease this worker knows still
+        holds. One that may have run out (the process was paused, renewal kept failing) is
+        given up instead: another worker may have its rows, and extending the lease in
+        memory would send them twice."""
         now = self.clock()
+        margin = timedelta(seconds=self.settings.lease_seconds / 3)
         with self._held_lock:
+            for claim_id in self._held:
+                until = self._lease_until.get(claim_id)
+                if until is None or now >= until - margin:
+                    self._lost.add(claim_id)
             claims = [c for c in self._held if c not in self._lost]
         dq.renew_leases(conn, claims, lease_seconds=self.settings.lease_seconds, now=now)
         until = now + timedelta(seconds=self.settings.lease_seconds)
@@ -337,6 +355,9 @@ class _ClaimLoop:
     def step(self, conn) -> tuple[list[dq.Claimed], bool]:
         """(what was claimed, whether a run for one edition is done)."""
         sender, settings = self.sender, self.sender.settings
+        if time.monotonic() - self.last_renewal > settings.lease_seconds / 3:
+            sender._renew(conn)
+            self.last_renewal = time.monotonic()
         claimed: list[dq.Claimed] = []
         if sender._in_memory() < self.low_water:
             now = sender.clock()
@@ -346,9 +367,6 @@ class _ClaimLoop:
             sender.hold_leases(claimed, now)
             self.editions.update(job.edition_id for job in claimed)
             sender._dispatch(claimed)
-        if time.monotonic() - self.last_renewal > settings.lease_seconds / 3:
-            sender._renew(conn)
-            self.last_renewal = time.monotonic()
         if time.monotonic() - self.last_halt_check > settings.halt_check_interval:
             sender.halted = dq.halted_editions(conn, self.editions)
             self.last_halt_check = time.monotonic()

@@ -19,13 +19,14 @@ import uuid
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import bindparam, select, text
+from sqlalchemy.exc import IntegrityError
 
 from newsletter.billing import entitlements
 from newsletter.content.models import Topic
 from newsletter.db import UTCDateTime, db, utcnow
 from newsletter.delivery.fanout import fan_out
 from newsletter.editions import service as editions
-from newsletter.editions.models import Edition, EditionStatus
+from newsletter.editions.models import Edition, EditionKind, EditionStatus
 from newsletter.editions.service import (
     HTML,
     TEXT,
@@ -61,8 +62,10 @@ WHERE id = :id AND status = 'starting' AND start_claim = :claim
 """
 
 
-def _claim_start(edition_id: int, statuses: tuple[str, ...], now: datetime,
-                 stale_after: timedelta) -> str | None:
+def _claim_start(edition_id: int, statuses: tuple[str, ...], stale_after: timedelta) -> str | None:
+    # The claim's own time, not the caller's: a job that started many editions in a row
+    # must not stamp a fresh claim with a time that already looks stale.
+    now = utcnow()
     claim = uuid.uuid4().hex
     statement = text(_CLAIM_START).bindparams(
         bindparam("statuses", expanding=True), bindparam("now", type_=UTCDateTime()),
@@ -98,7 +101,7 @@ def start_sending(edition_id: int, mail, now: datetime | None = None,
     edition = db.session.get(Edition, edition_id)
     if edition is None:
         raise EditionStateError(f"no edition {edition_id}")
-    claim = _claim_start(edition_id, statuses, now, stale_after)
+    claim = _claim_start(edition_id, statuses, stale_after)
     if claim is None:
         db.session.refresh(edition)
         if edition.status == EditionStatus.STARTING.value:
@@ -106,15 +109,7 @@ def start_sending(edition_id: int, mail, now: datetime | None = None,
         raise EditionStateError(f"edition {edition_id} is {edition.status}; only a "
                                 f"{' or '.join(statuses)} edition can start")
     try:
-        db.session.refresh(edition)
-        variants = render_variants(edition, mail)
-        topic_ids = list(db.session.scalars(select(Topic.id).where(
-            Topic.slug.in_(edition.audience.get("topics", [])))))
-        count = fan_out(edition.id, html_variant=variants[HTML].id,
-                        text_variant=variants[TEXT].id, topic_ids=topic_ids,
-                        paid_only=entitlements.tier_is_paid(edition.audience), now=now,
-                        today=today or now.date())
-        db.session.commit()
+        count = _render_and_fan_out(edition, mail, now, today or now.date())
     except Exception as exc:
         db.session.rollback()
         if _finish_start(edition_id, claim, EditionStatus.FAILED.value, now,
@@ -122,9 +117,36 @@ def start_sending(edition_id: int, mail, now: datetime | None = None,
             log.exception("edition %s failed to start", edition_id)
         raise
     if not _finish_start(edition_id, claim, EditionStatus.SENDING.value, now):
-        # Too slow: another worker took the claim over and finishes the start itself. What
-        # this one queued stays (fan-out is unique per reader), so nobody is lost or doubled.
-        log.info("edition %s: start taken over by another worker", edition_id)
+        db.session.expire_all()
+        if db.session.get(Edition, edition_id).status == EditionStatus.CANCELLED.value:
+            cancel_open(edition_id)  # cancelled while starting: what was queued goes too
+        else:
+            # Too slow: another worker took the claim over and finishes the start. What this
+            # one queued stays (fan-out is unique per reader): nobody lost, nobody doubled.
+            log.info("edition %s: start taken over by another worker", edition_id)
+    return count
+
+
+def _render_and_fan_out(edition: Edition, mail, now: datetime, today: date) -> int:
+    """Render (or find) the variants and fan out; committed. A second worker rendering at
+    the same moment (a takeover of a slow start) makes the unique variant key refuse one
+    of the two inserts: that one reads the other's variants and goes on."""
+    for attempt in range(2):
+        try:
+            db.session.refresh(edition)
+            variants = render_variants(edition, mail)
+            break
+        except IntegrityError:
+            db.session.rollback()
+            if attempt:
+                raise
+    topic_ids = list(db.session.scalars(select(Topic.id).where(
+        Topic.slug.in_(edition.audience.get("topics", [])))))
+    count = fan_out(edition.id, html_variant=variants[HTML].id,
+                    text_variant=variants[TEXT].id, topic_ids=topic_ids,
+                    paid_only=entitlements.tier_is_paid(edition.audience), now=now,
+                    today=today)
+    db.session.commit()
     return count
 
 
@@ -138,6 +160,10 @@ def resume(edition_id: int, mail, *, stale_after: timedelta = DEFAULT_STALE_AFTE
     if edition.status == EditionStatus.PAUSED.value:
         editions.resume(edition_id)
         return 0
+    if edition.kind == EditionKind.DIGEST.value:
+        # A digest's readers were chosen when it was written; fanning it out would send it
+        # to the whole topic audience.
+        raise EditionStateError(f"edition {edition_id} is a digest; it cannot be resumed")
     if edition.status in (EditionStatus.FAILED.value, EditionStatus.STARTING.value):
         return start_sending(edition_id, mail, stale_after=stale_after,
                              statuses=(EditionStatus.FAILED.value,))
@@ -147,14 +173,18 @@ def resume(edition_id: int, mail, *, stale_after: timedelta = DEFAULT_STALE_AFTE
 
 def cancel(edition_id: int, now: datetime | None = None) -> int:
     """Stop the edition; every delivery not yet sent is cancelled. Returns how many."""
+    # From starting too: the claimant's move to sending then changes nothing, and it
+    # cancels what it queued (start_sending).
     if not transition(edition_id, (EditionStatus.DRAFT.value, EditionStatus.SCHEDULED.value,
-                                   EditionStatus.SENDING.value, EditionStatus.PAUSED.value,
-                                   EditionStatus.FAILED.value),
+                                   EditionStatus.STARTING.value, EditionStatus.SENDING.value,
+                                   EditionStatus.PAUSED.value, EditionStatus.FAILED.value),
                       EditionStatus.CANCELLED.value, finished_at=now or utcnow()):
-        edition = db.session.get(Edition, edition_id)
-        if edition is not None and edition.status == EditionStatus.STARTING.value:
-            raise EditionStateError(f"edition {edition_id} is starting; cancel it in a moment")
         raise EditionStateError(f"edition {edition_id} cannot be cancelled now")
+    return cancel_open(edition_id)
+
+
+def cancel_open(edition_id: int) -> int:
+    """Cancel every queued or deferred delivery of the edition; returns how many."""
     # Claimed rows are left alone: a worker's outcome write only moves claimed rows, so a
     # message in flight at this moment is recorded as sent if the relay took it (and the
     # worker cancels the rest of its claim within a second).

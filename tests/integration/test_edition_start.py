@@ -210,3 +210,37 @@ def test_worker_processes_started_together_send_twenty_editions_once_each(
     for i in range(n_workers):
         assert "Traceback" not in (tmp_path / f"w{i}.log").read_text(), log_tail(
             tmp_path / f"w{i}.log")
+
+
+def test_an_edition_cancelled_while_starting_ends_cancelled_with_nothing_queued(app, topics,
+                                                                              monkeypatch):
+    from newsletter.wiring import mail_setup
+
+    audience(5)
+    edition = special_edition()
+    real_fan_out = sending.fan_out
+
+    def fan_out_while_an_operator_cancels(*args, **kwargs):
+        assert db.session.get(Edition, edition.id).status == "starting"
+        count = real_fan_out(*args, **kwargs)
+        db.session.commit()
+        sending.cancel(edition.id)  # the operator, at this very moment
+        return count
+
+    monkeypatch.setattr(sending, "fan_out", fan_out_while_an_operator_cancels)
+    sending.start_sending(edition.id, mail_setup())
+    db.session.expire_all()
+    assert db.session.get(Edition, edition.id).status == "cancelled"
+    assert set(db.session.scalars(select(Delivery.status).where(
+        Delivery.edition_id == edition.id))) == {"cancelled"}
+
+
+def test_a_digest_is_never_resumed_into_a_fan_out(app, topics):
+    from newsletter.wiring import mail_setup
+
+    edition = special_edition()
+    db.session.execute(update(Edition).where(Edition.id == edition.id).values(
+        kind="digest", status="failed"))
+    db.session.commit()
+    with pytest.raises(sending.EditionStateError, match="is a digest"):
+        sending.resume(edition.id, mail_setup())

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from datetime import timedelta
 
-from sqlalchemy import event, insert, select
+from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.exc import OperationalError
 
 from newsletter.db import db, utcnow
@@ -73,16 +73,21 @@ def test_a_lease_that_cannot_be_renewed_is_not_sent_past_its_end(app, topics, sm
     A stops sending before its leases run out, so nobody gets a message twice."""
     from newsletter.wiring import mail_setup
 
-    _smtp(app, smtp_server, LEASE_SECONDS=3, SEND_BATCH=400, SEND_CONNECTIONS=2)
+    _smtp(app, smtp_server, LEASE_SECONDS=6, SEND_BATCH=400, SEND_CONNECTIONS=2)
     readers = audience(240)
     edition = special_edition()
     sending.start_sending(edition.id, mail_setup())
-    smtp_server.reply = lambda received: time.sleep(0.02)  # ~50 messages a second
+    smtp_server.reply = lambda received: time.sleep(0.03)  # ~33 messages a second
     stop_a, stop_b = threading.Event(), threading.Event()
     with _Fault(db.engine, "SET lease_until = ", threads={"worker-a"}) as fault, \
             caplog.at_level(logging.WARNING, logger="newsletter.delivery"):
         a = _run_sender(app, "worker-a", stop_a)
-        time.sleep(0.3)  # A claims the whole edition first
+        deadline = time.monotonic() + 30
+        while not db.session.scalar(select(func.count()).select_from(Delivery).where(
+                Delivery.lease_owner.like("worker-a/%"))):  # A claims the whole edition first
+            assert time.monotonic() < deadline, "worker A never claimed"
+            db.session.rollback()
+            time.sleep(0.05)
         b = _run_sender(app, "worker-b", stop_b)
         deadline = time.monotonic() + 60
         while len({m.rcpt_tos[0] for m in smtp_server.messages}) < len(readers):
@@ -209,3 +214,61 @@ def test_a_due_retry_is_claimed_before_older_fresh_deliveries(app, topics):
                              now=now + timedelta(seconds=1, milliseconds=500))
     assert "retry@example.com" in {job.email for job in after_due}
     assert len(after_due) == 200
+
+
+def test_a_lease_that_may_have_run_out_is_never_renewed_in_memory(app, topics):
+    """A worker paused past its lease (a frozen VM) must not renew and send its backlog:
+    another worker may have claimed those rows meanwhile."""
+    from newsletter.wiring import make_sender
+
+    sender = make_sender(app, worker="paused")
+    now = utcnow()
+    sender._held = {"paused/old": 3, "paused/fresh": 2}
+    sender._lease_until = {"paused/old": now - timedelta(seconds=1),
+                           "paused/fresh": now + timedelta(seconds=sender.settings.lease_seconds)}
+    with db.engine.connect() as conn:
+        sender._renew(conn)
+    assert not sender.lease_ok("paused/old"), "given up, for good"
+    assert sender.lease_ok("paused/fresh")
+
+
+def test_a_dead_workers_claims_come_first_then_retries_then_fresh(app, topics):
+    from newsletter.wiring import mail_setup
+
+    readers = audience(6)
+    edition = special_edition()
+    sending.start_sending(edition.id, mail_setup())
+    now = utcnow()
+    rows = list(db.session.scalars(select(Delivery).where(Delivery.edition_id == edition.id)
+                                   .order_by(Delivery.id)))
+    rows[4].status, rows[4].lease_owner = "claimed", "dead/1"
+    rows[4].lease_until = now - timedelta(seconds=5)
+    rows[5].status, rows[5].attempts = "deferred", 1
+    rows[5].next_attempt_at = now - timedelta(seconds=1)
+    db.session.commit()
+    with db.engine.connect() as conn:
+        first = dq.claim(conn, worker="w", limit=1, lease_seconds=60, now=now)
+        second = dq.claim(conn, worker="w", limit=1, lease_seconds=60, now=now)
+        third = dq.claim(conn, worker="w", limit=1, lease_seconds=60, now=now)
+    assert [first[0].id, second[0].id] == [rows[4].id, rows[5].id]
+    assert third[0].id in {r.id for r in rows[:4]}
+    assert len(readers) == 6
+
+
+def test_a_released_retry_stays_a_retry(app, topics):
+    from newsletter.wiring import mail_setup
+
+    audience(2)
+    edition = special_edition()
+    sending.start_sending(edition.id, mail_setup())
+    db.session.execute(update(Delivery).values(attempts=1, status="deferred",
+                                               next_attempt_at=utcnow()))
+    db.session.commit()
+    with db.engine.connect() as conn:
+        jobs = dq.claim(conn, worker="w", limit=2, lease_seconds=60,
+                        now=utcnow() + timedelta(seconds=1))
+        dq.write_outcomes(conn, [dq.SendOutcome(j.id, "released", attempted=False,
+                                                claim_id=j.claim_id) for j in jobs],
+                          worker="w", now=utcnow())
+    db.session.expire_all()
+    assert set(db.session.scalars(select(Delivery.status))) == {"deferred"}

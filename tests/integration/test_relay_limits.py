@@ -7,14 +7,15 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from newsletter.db import db, utcnow
 from newsletter.delivery import service as sending
 from newsletter.delivery.limits import SharedThrottle
-from newsletter.delivery.models import Delivery
+from newsletter.delivery.models import Delivery, RelayMinute
 from tests.support.editions import audience, special_edition
 from tests.support.worker import log_tail, start_worker, stop_process, wait_for, worker_env
 
@@ -97,6 +98,16 @@ def test_the_hourly_cap_is_shared_and_survives_a_restart(app):
     assert other_relay.wait(max_wait=10), "each relay has its own cap"
 
 
+def test_a_large_hourly_cap_is_taken_one_message_per_permit(app):
+    """Permits are reserved ten at a time for a large cap; each is used, none wasted."""
+    clock = FakeClock()
+    throttle = _throttle(app, clock, hourly=1000)
+    assert all(throttle.wait(max_wait=10) for _ in range(50))
+    assert clock.slept == []
+    counted = db.session.scalar(select(func.sum(RelayMinute.sent)))
+    assert counted == 50, "the cap is charged exactly what was sent"
+
+
 def _arrivals(server):
     stamps: list[float] = []
 
@@ -163,7 +174,15 @@ def test_the_hourly_cap_holds_across_a_worker_restart(app, topics, smtp_server, 
                            .values(next_attempt_at=utcnow()))
         db.session.commit()
         second = start_worker(env, tmp_path / "second.log")
-        time.sleep(3)  # long enough for the new worker to claim and try
+
+        def held_back() -> bool:
+            # Evidence that the new worker claimed and the cap sent the rest back for later.
+            db.session.rollback()
+            return db.session.scalar(select(func.count()).select_from(Delivery).where(
+                Delivery.status == "queued",
+                Delivery.next_attempt_at > utcnow() + timedelta(minutes=30))) == len(readers) - 8
+
+        wait_for(held_back, timeout=30, what="the second worker to be held back by the cap")
         assert second.poll() is None, log_tail(tmp_path / "second.log")
     finally:
         stop_process(first)

@@ -97,7 +97,8 @@ def synthesis_dict(synthesis, base_url: str) -> dict[str, Any]:
 
 def edition_context(*, config: dict[str, Any], subject: str, preheader: str,
                     sections: list[dict[str, Any]], body_html: str = "", body_text: str = "",
-                    subscribed_to: str = "", web_url: str = "") -> dict[str, Any]:
+                    subscribed_to: str = "", web_url: str = "",
+                    audience_note: str = "") -> dict[str, Any]:
     return {
         "publication": config["PUBLICATION_NAME"],
         "base_url": config["BASE_URL"].rstrip("/"),
@@ -108,5 +109,6 @@ def edition_context(*, config: dict[str, Any], subject: str, preheader: str,
         "body_html": Markup(body_html),  # noqa: S704 - sanitised by the caller
         "body_text": body_text,
         "subscribed_to": subscribed_to,
+        "audience_note": audience_note,
         "web_url": web_url,
     }

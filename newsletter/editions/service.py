@@ -112,6 +112,15 @@ def tag_topics(edition_id: int, slugs: list[str]) -> None:
         db.session.add(EditionTopic(edition_id=edition_id, topic_id=topic_id))
 
 
+def audience_note(topic_names: list[str]) -> str:
+    """Who a special edition is for, in words true of every reader it is sent to."""
+    if not topic_names:
+        return ""
+    if len(topic_names) == 1:
+        return f"It is for readers who follow {topic_names[0]}."
+    return f"It is for readers who follow any of: {', '.join(topic_names)}."
+
+
 def web_url(edition: Edition, base_url: str) -> str:
     """The public web version ("view in browser"); it never carries personal links."""
     return f"{base_url.rstrip('/')}/editions/{edition.slug}" if edition.slug else ""
@@ -155,7 +164,9 @@ def render_variants(edition: Edition, mail) -> dict[str, EditionVariant]:
                   for section in edition_sections(edition)],
         body_html=edition.content.get("body_html", ""),
         body_text=edition.content.get("body_text", ""),
-        subscribed_to=", ".join(topic_names),
+        # One rendering serves every reader: say only what is true of each of them. They
+        # subscribed; if the edition has audience topics, they follow at least one.
+        audience_note=audience_note(topic_names),
         web_url=web_url(edition, config["BASE_URL"]),
     ))
     variants = add_variants(edition, rendered, config)

@@ -203,3 +203,24 @@ def test_create_special_service(app, topics):
     assert edition_count() == 1
     later = datetime.now(UTC) + timedelta(days=1)
     assert create_special("Scheduled", "Body", send_at=later).status == "scheduled"
+
+
+def test_the_footer_says_only_what_is_true_of_each_reader(app, topics):
+    """One rendering serves every reader: it must not tell a reader she chose topics she
+    never chose (the edition's audience is two topics; she follows one)."""
+    from pathlib import Path
+
+    from tests.support.editions import audience, send, special_edition
+    from tests.support.readers import outbox_messages, text_of
+
+    [reader] = audience(1, topics=("ai-policy-and-safety",))
+    edition = special_edition(topics=["ai-policy-and-safety", "models-and-research"])
+    send(app, edition.id)
+    [message] = outbox_messages(Path(app.config["OUTBOX_DIR"]))
+    text = " ".join(text_of(message).split())
+    html = message.get_body(("html",)).get_content()
+    for part in (text, " ".join(html.split())):
+        assert "subscribed to AI policy and safety, Models and research" not in part
+        assert f"because you subscribed to Modelwire with {reader.email}." in part
+        assert ("It is for readers who follow any of: AI policy and safety, Models and "
+                "research.") in part

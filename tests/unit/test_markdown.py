@@ -213,3 +213,10 @@ def test_deep_nesting_and_oversized_html_get_a_clear_message():
         render_markdown("> " * 400 + "x")
     with pytest.raises(InvalidInput, match="KB of HTML; at most 80 KB"):
         render_markdown("## h\n\n" * 20_000)
+
+
+def test_the_text_part_says_the_words_without_emphasis_markers():
+    text = text_of("Hello **bold**, __strong__, *em* and _it_, ***both***; snake_case_name, "
+                   "2*3*4 and `**code**` stay.")
+    assert " ".join(text.split()) == ("Hello bold, strong, em and it, both; snake_case_name, "
+                                      "2*3*4 and `**code**` stay.")

@@ -29,6 +29,10 @@ _TITLE = r"(?:\s+(?:\"[^\"]*\"|'[^']*'|\([^)]*\)))?"
 _IMAGE = re.compile(r"!\[([^\]]*)\]\(\s*" + _URL + _TITLE + r"\s*\)")
 _LINK = re.compile(r"\[([^\]]+)\]\(\s*" + _URL + _TITLE + r"\s*\)")
 _AUTOLINK = re.compile(r"<((?:https?|mailto):[^>\s]+)>", re.IGNORECASE)
+# Emphasis markers are for the HTML part; the text part says the words (a mail client
+# shows "**this**" literally). Intra-word stars and underscores (snake_case, 2*3*4) stay.
+_STRONG = re.compile(r"(?<![\w*_])(\*\*|__)(?=\S)(.+?)(?<=\S)\1(?![\w*_])")
+_EMPHASIS = re.compile(r"(?<![\w*_])([*_])(?=[^\s*_])(.+?)(?<=[^\s*_])\1(?![\w*_])")
 _ATX = re.compile(r"^ {0,3}(#{1,6})\s+(.*?)(?:\s+#+)?\s*$")
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)\s*$")
 _RULE = re.compile(r"^ {0,3}([-*_])(\s*\1){2,}\s*$")
@@ -55,6 +59,7 @@ def _inline_text(text: str) -> str:
         part = _IMAGE.sub(image, part)
         part = _LINK.sub(link, part)
         part = _AUTOLINK.sub(lambda m: m.group(1).removeprefix("mailto:"), part)
+        part = _EMPHASIS.sub(r"\2", _STRONG.sub(r"\2", part))
         return html_lib.unescape(_HTML_TAG.sub("", part))
 
     pieces, position = [], 0

@@ -93,6 +93,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Options: `starttls`, `timeout` (seconds)."),
     Setting("NEWSLETTER_MAIL_FROM", "MAIL_FROM", "Modelwire <newsletter@localhost>", _str,
             "`From` of every message: display name and address."),
+    Setting("NEWSLETTER_ACCOUNT_MAIL_FROM", "ACCOUNT_MAIL_FROM", None, _str,
+            "From of account mail (confirmation, sign-in link, address change), its own "
+            "stream for mailbox providers (default: MAIL_FROM)."),
     Setting("NEWSLETTER_MAIL_DOMAIN", "MAIL_DOMAIN", None, _str,
             "Domain of `Message-ID` and `List-Id` (default: the domain of MAIL_FROM)."),
     Setting("NEWSLETTER_POSTAL_ADDRESS", "POSTAL_ADDRESS", PLACEHOLDER_ADDRESS, _str,

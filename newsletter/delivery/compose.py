@@ -74,8 +74,9 @@ class EditionComposer:
             html=template_from_json(html) if html else None,
             message_id_domain=domain,
             list_id=f"{config['PUBLICATION_NAME']} <{row.kind}.{domain}>",
-            # Feedback-ID must not be unique per message: edition:kind:mailer:sender.
-            extra_headers={"Feedback-ID": f"{row.edition_id}:{row.kind}:newsletter:{sender}"},
+            # Feedback-ID is stable per kind of mail (never per message or edition), so
+            # feedback loops aggregate: kind:stream:mailer:sender.
+            extra_headers={"Feedback-ID": f"{row.kind}:list:newsletter:{sender}"},
             personal_headers=PERSONAL_HEADERS,
         )
 

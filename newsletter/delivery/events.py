@@ -80,8 +80,16 @@ class Event:
     occurred_at: datetime | None = None  # providers: aware, UTC; reports: None (now)
 
 
-def _locate(event: Event, tokens: DeliveryTokens,
-            hash_key: bytes) -> tuple[Delivery | None, str | None]:
+def _account_mail_reader_hash(event: Event, account_tokens) -> str | None:
+    """The address hash of the reader an account-mail token names (its own stream's
+    return path and header), or None."""
+    reader_id = account_tokens.reader_of(event.token)
+    reader = db.session.get(Reader, reader_id) if reader_id is not None else None
+    return reader.email_hash if reader is not None else None
+
+
+def _locate(event: Event, tokens: DeliveryTokens, hash_key: bytes,
+            account_tokens) -> tuple[Delivery | None, str | None]:
     """The delivery the event proves it is about, and its reader's address hash.
 
     The proof is a delivery token we signed (echoed in the VERP address, the
@@ -91,7 +99,7 @@ def _locate(event: Event, tokens: DeliveryTokens,
     delivery_id = tokens.read(event.token) if event.token else None
     delivery = db.session.get(Delivery, delivery_id) if delivery_id is not None else None
     if delivery is None:
-        return None, None
+        return None, _account_mail_reader_hash(event, account_tokens)
     reader = db.session.get(Reader, delivery.reader_id)
     digest = reader.email_hash if reader and reader.email_hash else (
         email_hash(delivery.email, hash_key) if delivery.email else None)
@@ -112,7 +120,8 @@ def handle(event: Event, *, tokens: DeliveryTokens, services: subscribers.Reader
     if event.kind not in ACTIONABLE:
         db.session.commit()
         return "ignored"
-    delivery, digest = _locate(event, tokens, services.hash_key)
+    delivery, digest = _locate(event, tokens, services.hash_key,
+                               services.mailer.account_tokens)
     if digest is None:
         db.session.commit()
         log.warning("%s event %s carries no token of ours; recorded as unmatched, nothing "

@@ -1,5 +1,11 @@
 """The emails a reader gets about their subscription (not list mail): confirmation, sign-in
-link, address-change confirmation. Rendered once per kind; the link is a personal value."""
+link, address-change confirmation. Rendered once per kind; the link is a personal value.
+
+Account mail is its own stream for mailbox providers: its own From
+(``NEWSLETTER_ACCOUNT_MAIL_FROM``, default the list's), its own return path
+``bounces+acct_<token>@<bounce domain>`` (the token names the reader and proves the mail
+is ours, so its bounces are processed like the list's), its own ``Feedback-ID``
+(``<kind>:account:newsletter:<sender>``)."""
 
 from __future__ import annotations
 
@@ -8,9 +14,12 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 
 from newsletter.mail import MailSetup, build_message
+from newsletter.mail.verp import IdTokens
 from newsletter.subscribers.tokens import Purpose, Tokens
 
 log = logging.getLogger(__name__)
+# Never the start of a delivery token (base 36 digits, then "-").
+ACCOUNT_TOKEN_PREFIX = "acct_"  # noqa: S105 - a prefix, not a secret
 
 CONFIRM_PATH = "/confirm/{token}"
 MANAGE_PATH = "/manage/{token}"
@@ -45,13 +54,34 @@ class Links:
         return self._url(UNSUBSCRIBE_PATH, Purpose.UNSUBSCRIBE, {"r": reader_id})
 
 
+class AccountTokens(IdTokens):
+    """Tokens naming a reader, for the return path of account mail."""
+
+    def __init__(self, keys):
+        super().__init__(keys, purpose="account-token:")
+
+    def make_token(self, reader_id: int) -> str:
+        return ACCOUNT_TOKEN_PREFIX + self.make(reader_id)
+
+    def reader_of(self, token: str | None) -> int | None:
+        """The reader an account-mail token names, or None (not one, or forged)."""
+        if not token or not token.startswith(ACCOUNT_TOKEN_PREFIX):
+            return None
+        return self.read(token[len(ACCOUNT_TOKEN_PREFIX):])
+
+
 class ReaderMailer:
     def __init__(self, mail: MailSetup, links: Links):
         self.mail = mail
         self.links = links
+        self.account_tokens = AccountTokens(mail.config["SECRET_KEYS"])
 
-    def _send(self, template: str, to: str, subject: str, action_url: str) -> None:
+    def _send(self, template: str, reader_id: int, to: str, subject: str,
+              action_url: str) -> None:
         config = self.mail.config
+        from_addr = config.get("ACCOUNT_MAIL_FROM") or config["MAIL_FROM"]
+        token = self.account_tokens.make_token(reader_id)
+        return_path = f"bounces+{token}@{config['BOUNCE_DOMAIN']}"
         rendered = self.mail.renderer.render(template, {
             "publication": config["PUBLICATION_NAME"],
             "base_url": config["BASE_URL"].rstrip("/"),
@@ -61,31 +91,34 @@ class ReaderMailer:
             "manage_days": config["MANAGE_LINK_MAX_AGE_DAYS"],
         })
         html, text = rendered.personalise(action_url=action_url, email=to)
+        sender = parseaddr(from_addr)[1]
         message = build_message(
-            from_addr=config["MAIL_FROM"], to=to, subject=subject, text=text, html=html,
-            message_id_domain=config["MAIL_DOMAIN"],
-            extra_headers={"Auto-Submitted": "auto-generated"},
+            from_addr=from_addr, to=to, subject=subject, text=text, html=html,
+            message_id_domain=config["MAIL_DOMAIN"], return_path=return_path,
+            extra_headers={"Auto-Submitted": "auto-generated", "X-Newsletter-Token": token,
+                           "Feedback-ID": f"{template}:account:newsletter:{sender}"},
         )
         if self.mail.signer is not None:
             message = self.mail.signer.sign(message)
         transport = self.mail.new_transport()
         try:
-            transport.send(parseaddr(config["MAIL_FROM"])[1], [to], message)
+            transport.send(return_path, [to], message)
         finally:
             transport.close()
         log.info("sent %s email", template)
 
     def send_confirmation(self, reader_id: int, email: str, request_id: int | None) -> None:
         publication = self.mail.config["PUBLICATION_NAME"]
-        self._send("confirm", email, f"Confirm your subscription to {publication}",
+        self._send("confirm", reader_id, email, f"Confirm your subscription to {publication}",
                    self.links.confirm(reader_id, email, request_id))
 
     def send_manage_link(self, reader_id: int, email: str) -> None:
         publication = self.mail.config["PUBLICATION_NAME"]
-        self._send("manage_link", email, f"Your {publication} subscription",
+        self._send("manage_link", reader_id, email, f"Your {publication} subscription",
                    self.links.manage(reader_id))
 
     def send_email_change(self, reader_id: int, new_email: str) -> None:
         publication = self.mail.config["PUBLICATION_NAME"]
-        self._send("email_change", new_email, f"Confirm your new address for {publication}",
+        self._send("email_change", reader_id, new_email,
+                   f"Confirm your new address for {publication}",
                    self.links.email_change(reader_id, new_email))

@@ -77,23 +77,29 @@ def load_json(raw: bytes | str) -> object:
     integer past 20 digits, no lone surrogate in any string. Raises ``json.JSONDecodeError``
     or ``UnicodeDecodeError`` for broken input and :class:`JsonRefused` for the rest."""
     text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-    depth = 0
-    for ch in text:  # cheap pre-check, so json never recurses thousands of levels
-        if ch in "[{":
-            depth += 1
-            if depth > MAX_JSON_DEPTH:
-                raise JsonRefused(f"is nested deeper than {MAX_JSON_DEPTH} levels")
-        elif ch in "]}":
-            depth -= 1
     try:
         value = json.loads(text, parse_int=_int_of_bounded_length)
-    except RecursionError:
+    except RecursionError:  # the C decoder stops itself about 1,000 levels down
         raise JsonRefused("is nested too deeply") from None
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise JsonRefused(f"is nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise JsonRefused("holds text that is not valid Unicode (a lone surrogate)") from None
     return value
+
+
+def _depth(value: object) -> int:
+    """How deeply lists and objects nest in a parsed JSON value (without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1)
+                         for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def aware_datetime(text: object) -> datetime:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import abort, request
 
+from newsletter.validation import whole_number
+
 MAX_PAGE = 10_000
 NO_SUCH_PAGE = ("There is no such page: the page must be a whole number from 1 to "
                 f"{MAX_PAGE:,}.")
@@ -14,15 +16,7 @@ def parse_page(value: str | None) -> int | None:
     :data:`MAX_PAGE`. A missing value is page 1."""
     if value is None:
         return 1
-    # str.isdigit() is true for "²" and other Unicode digits, which int() refuses or reads
-    # as another number: only ASCII digits are a page number.
-    if not (value.isascii() and value.isdigit()):
-        return None
-    # int() refuses strings of more than 4,300 digits (ValueError): compare the length
-    # first, leading zeros aside ("007" is page 7, as it always was).
-    if len(value.lstrip("0")) > len(str(MAX_PAGE)) or not 1 <= int(value) <= MAX_PAGE:
-        return None
-    return int(value)
+    return whole_number(value, 1, MAX_PAGE)
 
 
 def page_number() -> int:

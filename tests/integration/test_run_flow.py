@@ -113,3 +113,21 @@ def test_upgrade_seed_and_serve_like_make_run(tmp_path):
 
     again = _newsletter("seed-demo", "--if-empty", env=env)
     assert "demo content not loaded" in again.stdout
+
+
+def test_make_run_port_serves_there_and_points_the_links_there(tmp_path):
+    """`make run PORT=5055`, with stand-ins for the virtualenv's programs that print what
+    they were given: the server's port and the links' base URL both follow PORT."""
+    fake = tmp_path / "venv" / "bin"
+    fake.mkdir(parents=True)
+    for name in ("python", "newsletter"):
+        program = fake / name
+        program.write_text('#!/bin/sh\necho "$NEWSLETTER_BASE_URL $*"\n')
+        program.chmod(0o755)
+    (tmp_path / "venv" / ".installed-run").touch()  # newer than pyproject.toml
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    result = subprocess.run(["make", "-s", "run", "PORT=5055", f"VENV={tmp_path / 'venv'}"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "http://127.0.0.1:5055 serve --host 127.0.0.1 --port 5055" in result.stdout
+    assert "http://127.0.0.1:5055 db upgrade" in result.stdout

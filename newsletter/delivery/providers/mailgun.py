@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -52,15 +51,23 @@ class MailgunProvider:
     def parse(self, body: bytes, headers: Mapping[str, str]) -> WebhookResult:
         """See :func:`mailgun_events`; the signature is in the body, no header is read.
         The signature's token comes back as the result's ``nonce``."""
-        events = mailgun_events(body, signing_key=self.signing_key, max_age=self.max_age)
-        # Verified by mailgun_events, so the body is JSON with a signature token.
-        return WebhookResult(events, nonce=json.loads(body)["signature"]["token"])
+        events, nonce = _verified_events(body, signing_key=self.signing_key,
+                                         max_age=self.max_age)
+        return WebhookResult(events, nonce=nonce)
 
 
 def mailgun_events(
     body: bytes, *, signing_key: str, max_age: int = 300, now: datetime | None = None
 ) -> list[Event]:
-    """Verify a JSON webhook (``signature``: hex HMAC-SHA256 of ``timestamp + token`` under the
+    """The events of a verified webhook; see :func:`_verified_events`."""
+    return _verified_events(body, signing_key=signing_key, max_age=max_age, now=now)[0]
+
+
+def _verified_events(
+    body: bytes, *, signing_key: str, max_age: int = 300, now: datetime | None = None
+) -> tuple[list[Event], str]:
+    """(events, the signature's one-time token) of a JSON webhook, once verified
+    (``signature``: hex HMAC-SHA256 of ``timestamp + token`` under the
     webhook signing key, timestamp within ``max_age`` seconds of ``now``) and read ``event-data``.
 
     ``failed`` is a hard bounce when ``severity`` is ``permanent`` (this includes Mailgun refusing
@@ -107,4 +114,4 @@ def mailgun_events(
         occurred_at=epoch_time(data.get("timestamp")) or utc_now(),
         detail=one_line(f"{name}{'/' + severity if severity else ''}:", data.get("reason"),
                         status.get("code"), status.get("message") or status.get("description")),
-    )]
+    )], nonce

@@ -383,7 +383,7 @@ def test_workers_polling_together_fetch_a_feed_once(app, app_config, topics, fee
     add_feed(feed_server.serve("/lab.xml", "rss20.xml"), ["ai-policy-and-safety"])
     before = len(feed_server.requests)
     now = utcnow()
-    barrier = threading.Barrier(3)
+    barrier = threading.Barrier(3, timeout=30)
     polled: list[int] = []
 
     def worker():
@@ -391,11 +391,12 @@ def test_workers_polling_together_fetch_a_feed_once(app, app_config, topics, fee
             barrier.wait()
             polled.append(poll_due(now, timedelta(minutes=30)))
 
-    threads = [threading.Thread(target=worker) for _ in range(3)]
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads)
     assert sorted(polled) == [0, 0, 1]
     assert len(feed_server.requests) - before == 1
     assert len(syntheses()) == 2
@@ -411,10 +412,14 @@ def test_a_server_that_drips_bytes_meets_the_download_deadline(monkeypatch):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
+    listener.settimeout(30)
     stop = threading.Event()
 
     def drip():
-        conn, _ = listener.accept()
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
         conn.recv(65536)
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\n"
                      b"Content-Length: 100000\r\n\r\n")

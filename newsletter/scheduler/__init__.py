@@ -45,6 +45,10 @@ def build_scheduler(app: Flask, *, poll_seconds: float = 10.0) -> BackgroundSche
                       next_run_time=now)
     scheduler.add_job(jobs.poll_feeds, "interval", minutes=1, args=[app], id="poll-feeds",
                       name="poll feeds", next_run_time=now)
+    # Account mail is waited for by a person at a form: looked for every 2 s (one indexed
+    # query when there is nothing to send).
+    scheduler.add_job(jobs.send_account_mail, "interval", seconds=2, args=[app],
+                      id="send-account-mail", name="send account mail", next_run_time=now)
     scheduler.add_job(jobs.housekeeping, "interval", hours=1, args=[app], id="housekeeping",
                       name="housekeeping", next_run_time=now)
     return scheduler

@@ -55,15 +55,30 @@ def poll_feeds(app: Flask) -> None:
                  services().feed_fetcher)
 
 
+def send_account_mail(app: Flask) -> None:
+    """Send the queued account mail (confirmations, sign-in links, address changes)."""
+    from newsletter.subscribers.outbox import send_due
+    from newsletter.wiring import reader_services
+
+    with app.app_context():
+        report = send_due(reader_services().mailer, utcnow())
+        if report.retried or report.failed:
+            log.warning("account mail: %d sent, %d to retry, %d failed", report.sent,
+                        report.retried, report.failed)
+
+
 def housekeeping(app: Flask) -> None:
-    """Delete never-confirmed addresses and old tracking detail."""
+    """Delete never-confirmed addresses, old tracking detail and old account-mail records."""
     from newsletter.delivery.tracking import prune_events
+    from newsletter.subscribers.outbox import prune_finished
     from newsletter.subscribers.retention import expire_unconfirmed
 
     with app.app_context():
         now = utcnow()
         expired = expire_unconfirmed(now, app.config["UNCONFIRMED_DAYS"])
         pruned = prune_events(now, app.config["TRACKING_RETENTION_DAYS"])
-        if expired or pruned:
+        finished = prune_finished(now)
+        if expired or pruned or finished:
             log.info("housekeeping: %d unconfirmed address(es) deleted, %d tracking "
-                     "event(s) pruned", expired, pruned)
+                     "event(s) pruned, %d account-mail record(s) deleted", expired, pruned,
+                     finished)

@@ -9,7 +9,6 @@ is ours, so its bounces are processed like the list's), its own ``Feedback-ID``
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from email.utils import parseaddr
 
@@ -17,7 +16,6 @@ from newsletter.mail import MailSetup, build_message
 from newsletter.mail.verp import IdTokens
 from newsletter.subscribers.tokens import Purpose, Tokens
 
-log = logging.getLogger(__name__)
 # Never the start of a delivery token (base 36 digits, then "-").
 ACCOUNT_TOKEN_PREFIX = "acct_"  # noqa: S105 - a prefix, not a secret
 
@@ -70,14 +68,42 @@ class AccountTokens(IdTokens):
         return self.read(token[len(ACCOUNT_TOKEN_PREFIX):])
 
 
+@dataclass(frozen=True)
+class AccountMessage:
+    """A finished account email: envelope and signed bytes."""
+
+    return_path: str
+    to: str
+    data: bytes
+
+
 class ReaderMailer:
+    """Builds account mail; ``subscribers.outbox`` queues it and sends it."""
+
     def __init__(self, mail: MailSetup, links: Links):
         self.mail = mail
         self.links = links
         self.account_tokens = AccountTokens(mail.config["SECRET_KEYS"])
 
-    def _send(self, template: str, reader_id: int, to: str, subject: str,
-              action_url: str) -> None:
+    def message(self, kind: str, reader_id: int, to: str,
+                request_id: int | None = None) -> AccountMessage:
+        """The email of ``kind`` (``AccountMailKind``) for the reader, its link made now."""
+        publication = self.mail.config["PUBLICATION_NAME"]
+        if kind == "confirm":
+            return self._build("confirm", reader_id, to,
+                               f"Confirm your subscription to {publication}",
+                               self.links.confirm(reader_id, to, request_id))
+        if kind == "manage_link":
+            return self._build("manage_link", reader_id, to, f"Your {publication} subscription",
+                               self.links.manage(reader_id))
+        if kind == "email_change":
+            return self._build("email_change", reader_id, to,
+                               f"Confirm your new address for {publication}",
+                               self.links.email_change(reader_id, to))
+        raise ValueError(f"unknown kind of account mail: {kind!r}")
+
+    def _build(self, template: str, reader_id: int, to: str, subject: str,
+               action_url: str) -> AccountMessage:
         config = self.mail.config
         from_addr = config.get("ACCOUNT_MAIL_FROM") or config["MAIL_FROM"]
         token = self.account_tokens.make_token(reader_id)
@@ -100,25 +126,4 @@ class ReaderMailer:
         )
         if self.mail.signer is not None:
             message = self.mail.signer.sign(message)
-        transport = self.mail.new_transport()
-        try:
-            transport.send(return_path, [to], message)
-        finally:
-            transport.close()
-        log.info("sent %s email", template)
-
-    def send_confirmation(self, reader_id: int, email: str, request_id: int | None) -> None:
-        publication = self.mail.config["PUBLICATION_NAME"]
-        self._send("confirm", reader_id, email, f"Confirm your subscription to {publication}",
-                   self.links.confirm(reader_id, email, request_id))
-
-    def send_manage_link(self, reader_id: int, email: str) -> None:
-        publication = self.mail.config["PUBLICATION_NAME"]
-        self._send("manage_link", reader_id, email, f"Your {publication} subscription",
-                   self.links.manage(reader_id))
-
-    def send_email_change(self, reader_id: int, new_email: str) -> None:
-        publication = self.mail.config["PUBLICATION_NAME"]
-        self._send("email_change", reader_id, new_email,
-                   f"Confirm your new address for {publication}",
-                   self.links.email_change(reader_id, new_email))
+        return AccountMessage(return_path=return_path, to=to, data=message)

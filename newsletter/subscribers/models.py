@@ -14,11 +14,13 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    func,
+    select,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from newsletter.content.models import Topic
-from newsletter.db import Base, UTCDateTime, utcnow
+from newsletter.db import Base, UTCDateTime, db, utcnow
 
 
 class ReaderStatus(StrEnum):
@@ -149,3 +151,53 @@ class Suppression(Base):
     email_hash: Mapped[str] = mapped_column(String(64), unique=True)
     reason: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+def latest_request(reader_id: int) -> int | None:
+    """The id of the reader's latest subscribe request (its consent event)."""
+    return db.session.scalar(select(func.max(ConsentEvent.id)).where(
+        ConsentEvent.reader_id == reader_id, ConsentEvent.kind == "subscribe"))
+
+
+class AccountMailKind(StrEnum):
+    CONFIRM = "confirm"            # confirm a subscription request
+    MANAGE_LINK = "manage_link"    # a sign-in link to the preference centre
+    EMAIL_CHANGE = "email_change"  # confirm a new address
+
+
+class AccountMailStatus(StrEnum):
+    QUEUED = "queued"    # waiting for its first try, or for a retry after a transient failure
+    SENDING = "sending"  # claimed by a worker until ``lease_until``
+    SENT = "sent"        # accepted by the relay (not *delivered*)
+    FAILED = "failed"    # refused for good, or out of tries
+    DROPPED = "dropped"  # no longer wanted when its turn came (confirmed, superseded, erased)
+
+
+class AccountMail(Base):
+    """One account email waiting to go, or its record once it went (subscribers.outbox).
+
+    The request that asks for it only adds this row, in its own transaction, so the answer
+    does the same work whether or not the address is known, and a relay that is down loses
+    nothing: the worker sends it, and retries.
+    """
+
+    __tablename__ = "account_mail"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reader_id: Mapped[int] = mapped_column(ForeignKey("readers.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    to_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    request_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # confirm only
+    status: Mapped[str] = mapped_column(String(10), default=AccountMailStatus.QUEUED.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    claim: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (
+        Index("ix_account_mail_due", "status", "next_attempt_at"),
+        Index("ix_account_mail_reader_id", "reader_id"),
+    )

@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 
 from newsletter.db import db, utcnow
 from newsletter.subscribers.models import ConsentEvent, Reader, ReaderStatus, SuppressionReason
+from newsletter.subscribers.outbox import forget_reader
 from newsletter.subscribers.service import (
     Actor,
     ReaderServices,
@@ -58,6 +59,7 @@ def erase_reader(services: ReaderServices, reader: Reader, actor: Actor) -> None
     if reader.email:
         suppress(services, reader.email, SuppressionReason.ERASED)
     reader.followed = []
+    forget_reader(reader.id)
     reader.email = None
     reader.email_hash = None
     reader.pending_email = None

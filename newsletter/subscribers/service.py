@@ -19,20 +19,23 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 
 from newsletter.content.models import Topic
 from newsletter.db import db, utcnow
 from newsletter.subscribers.addresses import email_hash, normalise_email
 from newsletter.subscribers.mailer import ReaderMailer
 from newsletter.subscribers.models import (
+    AccountMailKind,
     ConsentEvent,
     Reader,
     ReaderStatus,
     ReaderTopic,
     Suppression,
     SuppressionReason,
+    latest_request,
 )
+from newsletter.subscribers.outbox import queue_mail
 from newsletter.subscribers.preferences import (
     Preferences,
     parse_preferences,
@@ -97,12 +100,6 @@ def record_event(services: ReaderServices, reader: Reader, kind: str, actor: Act
     db.session.add(event)
     db.session.flush()
     return event
-
-
-def latest_request(reader_id: int) -> int | None:
-    """The id of the reader's latest subscribe request (its consent event)."""
-    return db.session.scalar(select(func.max(ConsentEvent.id)).where(
-        ConsentEvent.reader_id == reader_id, ConsentEvent.kind == "subscribe"))
 
 
 def set_topics(reader: Reader, topics: list[Topic]) -> None:
@@ -171,7 +168,8 @@ def request_subscription(services: ReaderServices, raw_email: str, topic_slugs: 
     reader = find_by_email(email)
     if reader is not None and reader.status == ReaderStatus.ACTIVE.value:
         # Known and confirmed: change nothing, send them their own way in.
-        _send_safely(services.mailer.send_manage_link, reader.id, email)
+        queue_mail(reader.id, AccountMailKind.MANAGE_LINK, email)
+        db.session.commit()
         return
     if reader is None:
         reader = Reader(email=email, email_hash=email_hash(email, services.hash_key),
@@ -184,16 +182,9 @@ def request_subscription(services: ReaderServices, raw_email: str, topic_slugs: 
     set_topics(reader, topics)
     request = record_event(services, reader, "subscribe", actor, consent=True,
                            detail={"topics": [t.slug for t in topics]})
+    db.session.flush()
+    queue_mail(reader.id, AccountMailKind.CONFIRM, email, request.id)
     db.session.commit()
-    _send_safely(services.mailer.send_confirmation, reader.id, email, request.id)
-
-
-def _send_safely(send, *args) -> None:
-    """Subscription emails must not change the answer a visitor sees: log failures instead."""
-    try:
-        send(*args)
-    except Exception:  # noqa: BLE001 - any transport failure; the reader can ask again
-        log.exception("could not send a subscription email")
 
 
 def confirm_subscription(services: ReaderServices, token: str, actor: Actor) -> Reader:
@@ -242,10 +233,10 @@ def send_manage_link(services: ReaderServices, raw_email: str) -> None:
     if reader.status == ReaderStatus.PENDING.value:
         # The latest request's link again: it confirms what was asked, nothing else. (A
         # reader added before requests were recorded has none: the link names none.)
-        _send_safely(services.mailer.send_confirmation, reader.id, email,
-                     latest_request(reader.id))
+        queue_mail(reader.id, AccountMailKind.CONFIRM, email, latest_request(reader.id))
     else:
-        _send_safely(services.mailer.send_manage_link, reader.id, email)
+        queue_mail(reader.id, AccountMailKind.MANAGE_LINK, email)
+    db.session.commit()
 
 
 def reader_from_link(services: ReaderServices, purpose: Purpose, token: str) -> Reader:
@@ -311,9 +302,9 @@ def update_preferences(services: ReaderServices, reader: Reader, form: dict[str,
         owner = find_by_email(new_email)
         reader.pending_email = new_email
         record_event(services, reader, "email_change_requested", actor)
-        db.session.commit()
         if owner is None:
-            _send_safely(services.mailer.send_email_change, reader.id, new_email)
+            queue_mail(reader.id, AccountMailKind.EMAIL_CHANGE, new_email)
+        db.session.commit()
         changes["email"] = ["(unchanged until confirmed)", "confirmation sent"]
         return changes
     db.session.commit()

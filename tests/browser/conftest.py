@@ -111,14 +111,16 @@ def _wait_until_up(url: str, server: subprocess.Popen, log: Path) -> None:
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory) -> Iterator[LiveServer]:
-    """A fresh instance (migrated, demo content) served on a free loopback port."""
+    """A fresh instance (migrated, demo content) served on a free loopback port, with the
+    sender in the web process as under ``make run`` (it sends the queued account mail)."""
     tmp = tmp_path_factory.mktemp("browser")
     instance = tmp / "instance"
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     env.update(NEWSLETTER_DEBUG="1", NEWSLETTER_INSTANCE_DIR=str(instance),
-               NEWSLETTER_BASE_URL=url, NEWSLETTER_MAIL_TRANSPORT="file")
+               NEWSLETTER_BASE_URL=url, NEWSLETTER_MAIL_TRANSPORT="file",
+               NEWSLETTER_SEND_IN_WEB="1")
     _newsletter("db", "upgrade", env=env)
     _newsletter("seed-demo", "--if-empty", env=env)
 

@@ -8,11 +8,26 @@ import re
 from email.message import EmailMessage
 from pathlib import Path
 
+from flask import has_app_context
+
 _CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
+def send_account_mail() -> None:
+    """Do what the worker does every 2 s: send the queued account mail (in the current app)."""
+    from newsletter.db import utcnow
+    from newsletter.subscribers.outbox import send_due
+    from newsletter.wiring import reader_services
+
+    while send_due(reader_services().mailer, utcnow()).handled:
+        pass
+
+
 def outbox_messages(outbox: Path) -> list[EmailMessage]:
-    """Messages the file transport wrote, oldest first."""
+    """Messages the file transport wrote, oldest first, once the worker has sent the account
+    mail that requests queued (when an app context is open)."""
+    if has_app_context():
+        send_account_mail()
     if not outbox.exists():
         return []
     return [email.message_from_bytes(path.read_bytes(), policy=email.policy.default)

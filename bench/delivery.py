@@ -513,7 +513,7 @@ def fanout_benchmark(tmp: Path, secret: str, readers: int) -> dict[str, Any]:
         variants = editions.render_variants(db.session.get(Edition, edition.id), mail_setup())
         now = utcnow()
         start = time.perf_counter()
-        queued = fan_out(edition.id, html_variant=variants["html"].id,
+        queued = fan_out(edition.id, kind=edition.kind, html_variant=variants["html"].id,
                          text_variant=variants["text"].id,
                          topic_ids=[topics[s] for s in DIGEST_TOPICS], paid_only=False,
                          now=now, today=now.date())

@@ -122,7 +122,7 @@ def run(tmp: Path, url: str, n: int) -> None:
         edition = editions.create_edition(subject="Ceiling", body_text="x", body_html="<p>x</p>")
         variants = editions.render_variants(edition, mail)
         t = time.perf_counter()
-        count = fan_out(edition.id, html_variant=variants["html"].id,
+        count = fan_out(edition.id, kind=edition.kind, html_variant=variants["html"].id,
                         text_variant=variants["text"].id, topic_ids=[], paid_only=False,
                         now=start, today=start.date())
         db.session.commit()

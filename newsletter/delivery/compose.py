@@ -40,10 +40,11 @@ class EditionComposer:
         self.tokens = tokens
         self.links = links
         self.bounce_domain = config["BOUNCE_DOMAIN"]
-        self._templates: dict[int, MessageTemplate] = {}
+        self._templates: dict[int, tuple[MessageTemplate, str]] = {}
         self._lock = threading.Lock()
 
-    def template(self, variant_id: int) -> MessageTemplate:
+    def template(self, variant_id: int) -> tuple[MessageTemplate, str]:
+        """The variant's message template and its edition's kind (the stream)."""
         template = self._templates.get(variant_id)
         if template is not None:
             return template
@@ -54,7 +55,7 @@ class EditionComposer:
                 self._templates[variant_id] = template
         return template
 
-    def _build(self, variant_id: int) -> MessageTemplate:
+    def _build(self, variant_id: int) -> tuple[MessageTemplate, str]:
         with self.engine.connect() as conn:
             row = conn.execute(text(
                 "SELECT v.subject, v.html, v.text, e.id AS edition_id, e.kind "
@@ -78,13 +79,15 @@ class EditionComposer:
             # feedback loops aggregate: kind:stream:mailer:sender.
             extra_headers={"Feedback-ID": f"{row.kind}:list:newsletter:{sender}"},
             personal_headers=PERSONAL_HEADERS,
-        )
+        ), row.kind
 
     def compose(self, job: Claimed) -> tuple[str, str, bytes]:
         token = self.tokens.make(job.id)
         address = ascii_address(job.email)
-        unsubscribe_url = self.links.unsubscribe(job.reader_id)
-        message = self.template(job.variant_id).render({
+        template, kind = self.template(job.variant_id)
+        # One-click from a digest leaves digests; from a special edition, special editions.
+        unsubscribe_url = self.links.unsubscribe(job.reader_id, stream=kind)
+        message = template.render({
             "to": address,
             "message_id": message_id_local(token, job.edition_id),
             "list_unsubscribe": f"<{unsubscribe_url}>",

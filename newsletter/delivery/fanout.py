@@ -22,9 +22,10 @@ WHERE {who}
 """
 
 # -- name: fan-out-edition
-# Contract: inserts one queued delivery for every reader who is active, not paused, not
-# suppressed (by keyed hash), follows one of the audience topics (when any are given) and
-# is entitled to the tier; the variant follows the reader's format. Unique on
+# Contract: inserts one queued delivery for every reader who is active, gets the edition's
+# stream (digests or special editions), is not paused, not suppressed (by keyed hash),
+# follows one of the audience topics (when any are given) and is entitled to the tier;
+# the variant follows the reader's format. Unique on
 # (edition_id, reader_id), so running it again adds nothing. The audience is frozen here:
 # readers who subscribe later are not added; readers who leave are skipped at claim time.
 _FAN_OUT = _INSERT_DELIVERIES + """
@@ -32,10 +33,11 @@ ON CONFLICT (edition_id, reader_id) DO NOTHING
 """
 
 
-def fan_out(edition_id: int, *, html_variant: int, text_variant: int, topic_ids: list[int],
-            paid_only: bool, now: datetime, today: date) -> int:
-    """Queue the edition for its audience; return how many deliveries were added."""
-    params = {"edition_id": edition_id, "html_variant": html_variant,
+def fan_out(edition_id: int, *, kind: str, html_variant: int, text_variant: int,
+            topic_ids: list[int], paid_only: bool, now: datetime, today: date) -> int:
+    """Queue the edition (of ``kind``: its stream) for its audience; return how many
+    deliveries were added."""
+    params = {"edition_id": edition_id, "kind": kind, "html_variant": html_variant,
               "text_variant": text_variant, "now": now, "today": today,
               "paid_only": 1 if paid_only else 0}
     names = [f"t{i}" for i in range(len(topic_ids))]
@@ -48,7 +50,8 @@ def fan_out(edition_id: int, *, html_variant: int, text_variant: int, topic_ids:
 
 # -- name: queue-readers
 # Contract: one queued delivery of the edition for each of the given readers who may still
-# get list mail (active, with an address, not suppressed); the variant follows the reader's
+# get list mail (active, with an address, not suppressed; the caller chose them for the
+# edition's stream); the variant follows the reader's
 # format. Unique on (edition_id, reader_id): running it again adds nothing.
 _QUEUE_READERS = _INSERT_DELIVERIES.format(who=audience.may_get_list_mail("r")) + """
   AND r.id IN :ids

@@ -74,14 +74,16 @@ _CLAIM_PHASES = (
 
 
 # -- name: claim-eligibility
-# Contract: for the given deliveries, whether their reader may still get list mail: active
-# and not suppressed. Checked at claim time so an unsubscribe takes effect before the send.
+# Contract: for the given deliveries, whether their reader may still get list mail (active
+# and not suppressed) and still gets the edition's stream. Checked at claim time so an
+# unsubscribe, from everything or from one stream, takes effect before the send.
 # Written from the deliveries side (EXISTS per claimed row) so no database starts the join
 # from every active reader (SQLite did: 2.5 s a claim at 100,000 readers).
 _ELIGIBLE = (
     "SELECT d.id FROM deliveries d WHERE d.id IN :ids AND EXISTS ("  # noqa: S608 - rule is code
-    " SELECT 1 FROM readers r WHERE r.id = d.reader_id AND "
-    + audience.may_get_list_mail("r") + ")"
+    " SELECT 1 FROM readers r JOIN editions e ON e.id = d.edition_id"
+    " WHERE r.id = d.reader_id AND "
+    + audience.may_get_list_mail("r") + " AND " + audience.gets_stream("r", "e.kind") + ")"
 )
 
 

@@ -142,7 +142,7 @@ def _render_and_fan_out(edition: Edition, mail, now: datetime, today: date) -> i
                 raise
     topic_ids = list(db.session.scalars(select(Topic.id).where(
         Topic.slug.in_(edition.audience.get("topics", [])))))
-    count = fan_out(edition.id, html_variant=variants[HTML].id,
+    count = fan_out(edition.id, kind=edition.kind, html_variant=variants[HTML].id,
                     text_variant=variants[TEXT].id, topic_ids=topic_ids,
                     paid_only=entitlements.tier_is_paid(edition.audience), now=now,
                     today=today)

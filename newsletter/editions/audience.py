@@ -3,9 +3,10 @@ the digests.
 
 A reader may receive list mail when they are **active** (confirmed, not unsubscribed or
 erased), **have an address**, and are **not suppressed** (by the keyed hash of their
-address). They may receive a given edition on a given date when, also, they are **not
-paused** on that date, **follow one of its audience topics** (when it names any), and are
-**entitled to its tier** (``billing.entitlements``).
+address). They may receive a given edition on a given date when, also, they **get its
+stream** (digests, or special editions: each can be left alone), are **not paused** on
+that date, **follow one of its audience topics** (when it names any), and are **entitled
+to its tier** (``billing.entitlements``).
 
 The rule is SQL over a reader row under an alias, so the set-based statements (fan-out's
 ``INSERT … SELECT``, the claim's eligibility check, the digests' due readers) each embed
@@ -24,6 +25,13 @@ def may_get_list_mail(r: str = "r") -> str:
     # S608: the alias and parameter names are this code's constants, never input.
     return (f"{r}.status = 'active' AND {r}.email IS NOT NULL"  # noqa: S608
             f" AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.email_hash = {r}.email_hash)")
+
+
+def gets_stream(r: str, kind: str) -> str:
+    """Gets the stream of an edition whose kind is the SQL expression ``kind`` (a column or
+    a bind parameter): digests, or special editions (any kind but digest)."""
+    return (f"(({kind} = 'digest' AND {r}.gets_digests = TRUE)"
+            f" OR ({kind} <> 'digest' AND {r}.gets_specials = TRUE))")
 
 
 def not_paused(r: str = "r", on: str = ":today") -> str:
@@ -52,9 +60,10 @@ def entitled_to_tier(r: str = "r", paid_only: str = ":paid_only") -> str:
 
 
 def receives_edition(r: str = "r", topic_params: list[str] | None = None) -> str:
-    """The whole rule for one edition, with bind parameters ``:today``, ``:paid_only`` and
-    the audience topics' ``topic_params`` (none: everyone)."""
-    parts = [may_get_list_mail(r), not_paused(r), entitled_to_tier(r)]
+    """The whole rule for one edition, with bind parameters ``:kind``, ``:today``,
+    ``:paid_only`` and the audience topics' ``topic_params`` (none: everyone)."""
+    parts = [may_get_list_mail(r), gets_stream(r, ":kind"), not_paused(r),
+             entitled_to_tier(r)]
     if topic_params:
         parts.append(follows_any(r, topic_params))
     return " AND ".join(parts)
@@ -63,6 +72,10 @@ def receives_edition(r: str = "r", topic_params: list[str] | None = None) -> str
 # The same rule as SQLAlchemy clauses over the ``readers`` table, for ORM-built queries.
 def list_mail_clause() -> TextClause:
     return text(may_get_list_mail("readers"))
+
+
+def digest_stream_clause() -> TextClause:
+    return text(gets_stream("readers", "'digest'"))
 
 
 def not_paused_clause(on) -> TextClause:

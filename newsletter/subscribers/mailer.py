@@ -48,8 +48,13 @@ class Links:
         return self._url(EMAIL_CHANGE_PATH, Purpose.EMAIL_CHANGE, {"r": reader_id,
                                                                      "e": new_email})
 
-    def unsubscribe(self, reader_id: int) -> str:
-        return self._url(UNSUBSCRIBE_PATH, Purpose.UNSUBSCRIBE, {"r": reader_id})
+    def unsubscribe(self, reader_id: int, stream: str | None = None) -> str:
+        """``stream``: the kind of mail the link is in (``Stream``); its one-click leaves
+        that stream. None (the preference centre, links sent before streams): everything."""
+        payload: dict = {"r": reader_id}
+        if stream is not None:
+            payload["s"] = stream
+        return self._url(UNSUBSCRIBE_PATH, Purpose.UNSUBSCRIBE, payload)
 
 
 class AccountTokens(IdTokens):

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     Date,
     ForeignKey,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     String,
     func,
     select,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -34,6 +36,13 @@ class Frequency(StrEnum):
     DAILY = "daily"
     WEEKLY = "weekly"
     PAUSED = "paused"
+
+
+class Stream(StrEnum):
+    """A kind of list mail a reader can leave on its own (its edition kind's name)."""
+
+    DIGEST = "digest"
+    SPECIAL = "special"
 
 
 class MailFormat(StrEnum):
@@ -74,6 +83,10 @@ class Reader(Base):
     delivery_minute: Mapped[int] = mapped_column(Integer, default=7 * 60)  # local minute of day
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     format: Mapped[str] = mapped_column(String(10), default=MailFormat.HTML.value)
+    # The two streams of list mail a reader may leave one at a time (``Stream``): the
+    # digest of their topics, and special editions. Leaving both is leaving everything.
+    gets_digests: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    gets_specials: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     pending_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

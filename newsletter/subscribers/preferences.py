@@ -13,7 +13,7 @@ from functools import cache
 from zoneinfo import available_timezones
 
 from newsletter.content.models import Topic
-from newsletter.subscribers.models import Frequency, MailFormat
+from newsletter.subscribers.models import Frequency, MailFormat, Stream
 from newsletter.validation import FieldError, InvalidInput, single_line, whole_number
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -49,6 +49,9 @@ class Preferences:
     delivery_minute: int
     timezone: str
     format: str
+    # The streams chosen (``Stream`` values), or None when the form did not show them
+    # (they stay as they are).
+    streams: frozenset[str] | None = None
 
 
 def _one(form: dict[str, list[str]], name: str, errors: list[FieldError],
@@ -132,8 +135,26 @@ def parse_preferences(form: dict[str, list[str]], available: list[Topic],
     if mail_format not in {f.value for f in MailFormat}:
         errors.append(FieldError("format", "must be html or text"))
 
+    streams = parse_streams(form, errors)
+
     if errors:
         raise InvalidInput(errors)
     return Preferences(topics=topics, frequency=frequency, weekly_day=weekly_day,
                        paused_until=paused_until, delivery_minute=delivery_minute,
-                       timezone=timezone, format=mail_format)
+                       timezone=timezone, format=mail_format, streams=streams)
+
+
+def parse_streams(form: dict[str, list[str]], errors: list[FieldError]) -> frozenset[str] | None:
+    """The ``stream`` checkboxes, when the form says it showed them (``streams_shown``)."""
+    if not form.get("streams_shown"):
+        return None
+    raw = form.get("stream") or []
+    known = {stream.value for stream in Stream}
+    if len(raw) > len(known) or any(not isinstance(v, str) or v not in known for v in raw):
+        errors.append(FieldError("stream", "must be digest or special"))
+        return None
+    if not raw:
+        errors.append(FieldError("stream", "Choose at least one kind of email, or "
+                                           "unsubscribe from everything."))
+        return None
+    return frozenset(raw)

@@ -31,6 +31,7 @@ from newsletter.subscribers.models import (
     Reader,
     ReaderStatus,
     ReaderTopic,
+    Stream,
     Suppression,
     SuppressionReason,
     latest_request,
@@ -77,6 +78,10 @@ class ReaderServices:
     offered_topics: Callable[[], list[Topic]]
     check_deliverability: bool = False
     record_ip: bool = True
+
+
+# Which reader column says they get each stream of list mail.
+STREAM_FIELDS = {Stream.DIGEST: "gets_digests", Stream.SPECIAL: "gets_specials"}
 
 
 class LinkNoLongerValid(TokenInvalid):
@@ -239,6 +244,17 @@ def send_manage_link(services: ReaderServices, raw_email: str) -> None:
     db.session.commit()
 
 
+def unsubscribe_link(services: ReaderServices, token: str) -> tuple[Reader, Stream | None]:
+    """The reader an unsubscribe link names and the stream it was sent in (None: a link
+    for everything, such as one sent before streams)."""
+    payload = services.tokens.read(Purpose.UNSUBSCRIBE, token)
+    reader = get_reader(payload["r"])
+    if reader is None:
+        raise LinkNoLongerValid("this subscription no longer exists")
+    stream = payload.get("s")
+    return reader, Stream(stream) if stream in {s.value for s in Stream} else None
+
+
 def reader_from_link(services: ReaderServices, purpose: Purpose, token: str) -> Reader:
     payload = services.tokens.read(purpose, token)
     reader = get_reader(payload["r"])
@@ -258,6 +274,8 @@ def preferences_snapshot(reader: Reader) -> dict[str, Any]:
         "delivery_time": reader.delivery_time,
         "timezone": reader.timezone,
         "format": reader.format,
+        "streams": [stream.value for stream, field in STREAM_FIELDS.items()
+                    if getattr(reader, field)],
     }
 
 
@@ -293,6 +311,9 @@ def update_preferences(services: ReaderServices, reader: Reader, form: dict[str,
     reader.delivery_minute = prefs.delivery_minute
     reader.timezone = prefs.timezone
     reader.format = prefs.format
+    if prefs.streams is not None:
+        for stream, field in STREAM_FIELDS.items():
+            setattr(reader, field, stream.value in prefs.streams)
     after = preferences_snapshot(reader)
     changes = {key: [before[key], after[key]] for key in after if before[key] != after[key]}
     if changes:
@@ -332,6 +353,25 @@ def confirm_email_change(services: ReaderServices, token: str, actor: Actor) -> 
 
 
 # -- unsubscribe ---------------------------------------------------------------------------
+
+def leave_stream(services: ReaderServices, reader: Reader, stream: Stream,
+                 actor: Actor) -> bool:
+    """Stop one stream of list mail (digests or special editions); True if that changed
+    something (idempotent). Leaving the last stream the reader gets leaves everything.
+
+    Deliveries of that stream already queued are not sent: the claim checks the stream.
+    """
+    if reader.status != ReaderStatus.ACTIVE.value:
+        return unsubscribe(services, reader, actor)
+    if not getattr(reader, STREAM_FIELDS[stream]):
+        return False
+    other = STREAM_FIELDS[Stream.SPECIAL if stream == Stream.DIGEST else Stream.DIGEST]
+    if not getattr(reader, other):
+        return unsubscribe(services, reader, actor)
+    setattr(reader, STREAM_FIELDS[stream], False)
+    record_event(services, reader, "unsubscribe_stream", actor, detail={"stream": stream.value})
+    db.session.commit()
+    return True
 
 def unsubscribe(services: ReaderServices, reader: Reader, actor: Actor,
                 topic_slug: str | None = None) -> bool:

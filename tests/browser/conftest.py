@@ -72,6 +72,14 @@ class LiveServer:
     url: str
     instance: Path
     log: Path
+    env: dict
+
+    def newsletter(self, *args: str) -> str:
+        """Run a ``newsletter`` command against this instance; its standard output."""
+        result = subprocess.run([sys.executable, "-m", "newsletter.cli", *args], env=self.env,
+                                cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"newsletter {' '.join(args)}: {result.stderr}"
+        return result.stdout
 
     @property
     def outbox(self) -> Path:
@@ -132,7 +140,7 @@ def live_server(tmp_path_factory) -> Iterator[LiveServer]:
             env=env, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, text=True)
     try:
         _wait_until_up(url, server, log)
-        yield LiveServer(url=url, instance=instance, log=log)
+        yield LiveServer(url=url, instance=instance, log=log, env=env)
     finally:
         server.terminate()
         try:

@@ -37,14 +37,18 @@ def _screenshots(page: Page, name: str) -> None:
     page.set_viewport_size({"width": 1280, "height": 800})
 
 
-def _newest_message(outbox: Path, after: float, timeout: float = 10) -> EmailMessage:
+def _newest_message(outbox: Path, after: float, timeout: float = 10,
+                    to: str = READER) -> EmailMessage:
+    """The newest message to ``to`` written after ``after``, waiting up to ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
         files = [f for f in outbox.glob("*.eml") if f.stat().st_mtime >= after] \
             if outbox.is_dir() else []
-        if files:
-            newest = max(files, key=lambda f: f.stat().st_mtime_ns)
-            return BytesParser(policy=policy.default).parsebytes(newest.read_bytes())
+        messages = [(f.stat().st_mtime_ns, BytesParser(policy=policy.default)
+                     .parsebytes(f.read_bytes())) for f in files]
+        mine = [(when, m) for when, m in messages if m["To"] == to]
+        if mine:
+            return max(mine, key=lambda item: item[0])[1]
         if time.monotonic() > deadline:
             raise AssertionError(f"no new message in {outbox} after {timeout} s")
         time.sleep(0.1)
@@ -164,13 +168,41 @@ def test_reader_subscribes_confirms_sets_preferences_and_unsubscribes(
         expect(page.get_by_label(f"Order of {name}")).to_be_visible()
     assert _unnamed_controls(page, "main") == [], "controls without an accessible name"
 
+    # Both streams of list mail are shown, and ticked.
+    digest_box = page.get_by_role("checkbox", name="The digest of your topics")
+    specials_box = page.get_by_role("checkbox", name=re.compile(r"^Special editions"))
+    expect(digest_box).to_be_checked()
+    expect(specials_box).to_be_checked()
+
+    # A special edition arrives; its one-click link leaves special editions only.
+    body = live_server.instance / "journey-special.md"
+    body.write_text("## What happened\n\nA special edition for the journey.\n")
+    sent_after = time.time() - 1
+    edition_id = live_server.newsletter("edition", "create", "--subject", "Journey special",
+                                        "--markdown", str(body)).strip()
+    live_server.newsletter("send", edition_id, "--quiet")
+    special = _newest_message(live_server.outbox, after=sent_after)
+    assert special["Subject"] == "Journey special"
+    unsubscribe_url = special["List-Unsubscribe"].strip().strip("<>")
+    assert unsubscribe_url.startswith(live_server.url + "/u/")
+    page.goto(unsubscribe_url)
+    expect(page.get_by_role("button", name="Stop special editions")).to_be_visible()
+    expect(page.get_by_role("button", name="Unsubscribe from everything")).to_be_visible()
+    _screenshots(page, "04-unsubscribe-a-stream")
+    page.get_by_role("button", name="Stop special editions").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("You stopped special editions")
+    page.goto("/preferences")
+    expect(page.get_by_role("checkbox", name="The digest of your topics")).to_be_checked()
+    expect(page.get_by_role("checkbox", name=re.compile(r"^Special editions"))
+           ).not_to_be_checked()
+
     # Unsubscribe from everything: the link leads to a page with a button.
     page.get_by_role("link", name="Unsubscribe from everything").click()
     expect(page).to_have_url(re.compile(r"/u/[^/]+$"))
     expect(page.get_by_role("heading", level=1)).to_have_text("Unsubscribe")
     page.get_by_role("button", name="Unsubscribe from everything").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("You are unsubscribed")
-    _screenshots(page, "04-unsubscribed")
+    _screenshots(page, "05-unsubscribed")
 
     # The preference centre now says so, and offers no preference form.
     page.goto("/preferences")

@@ -35,6 +35,8 @@ def _population():
         "pause_over": make_reader("back@example.com", frequency="paused",
                                   paused_until=TODAY - timedelta(days=1)),
         "suppressed": make_reader("bounced@example.com"),
+        "no_digests": make_reader("specials-only@example.com", gets_digests=False),
+        "no_specials": make_reader("digests-only@example.com", gets_specials=False),
     }
     db.session.add(Suppression(email_hash=readers["suppressed"].email_hash,
                                reason="hard_bounce"))
@@ -58,20 +60,26 @@ def _names(readers, ids) -> set[str]:
 def test_list_mail_needs_active_with_an_address_and_not_suppressed(app, topics):
     readers = _population()
     assert _names(readers, _who(audience.may_get_list_mail("r"))) == {
-        "active", "research_only", "paid", "paused_open", "paused_later", "pause_over"}
+        "active", "research_only", "paid", "paused_open", "paused_later", "pause_over",
+        "no_digests", "no_specials"}
 
 
 def test_an_edition_also_needs_no_pause_that_day_the_audience_topic_and_the_tier(app, topics):
     readers = _population()
-    everyone = _who(audience.receives_edition("r"), today=TODAY, paid_only=0)
-    assert _names(readers, everyone) == {"active", "research_only", "paid", "pause_over"}
-    policy = _who(audience.receives_edition("r", ["t0"]), today=TODAY, paid_only=0,
-                  t0=topics[0].id)
-    assert _names(readers, policy) == {"active", "paid", "pause_over"}
-    paid = _who(audience.receives_edition("r"), today=TODAY, paid_only=1)
+    special = {"kind": "special", "today": TODAY, "paid_only": 0}
+    everyone = _who(audience.receives_edition("r"), **special)
+    assert _names(readers, everyone) == {"active", "research_only", "paid", "pause_over",
+                                         "no_digests"}
+    digest = _who(audience.receives_edition("r"), **{**special, "kind": "digest"})
+    assert _names(readers, digest) == {"active", "research_only", "paid", "pause_over",
+                                       "no_specials"}
+    policy = _who(audience.receives_edition("r", ["t0"]), **special, t0=topics[0].id)
+    assert _names(readers, policy) == {"active", "paid", "pause_over", "no_digests"}
+    paid = _who(audience.receives_edition("r"), **{**special, "paid_only": 1})
     assert _names(readers, paid) == {"paid"}
     # The day a pause ends, it no longer holds.
-    later = _who(audience.receives_edition("r"), today=TODAY + timedelta(days=3), paid_only=0)
+    later = _who(audience.receives_edition("r"),
+                 **{**special, "today": TODAY + timedelta(days=3)})
     assert "paused_later" in _names(readers, later)
 
 
@@ -90,15 +98,17 @@ def test_fan_out_queues_exactly_the_rule(app, topics):
                           now=datetime(2026, 12, 1, 8, tzinfo=utcnow().tzinfo), today=TODAY)
     queued = set(db.session.scalars(select(Delivery.reader_id)
                                     .where(Delivery.edition_id == edition.id)))
-    assert _names(readers, queued) == {"active", "paid", "pause_over"}
+    assert _names(readers, queued) == {"active", "paid", "pause_over", "no_digests"}
 
 
 def test_claim_checks_the_list_mail_rule_again_before_sending(app, topics):
     readers = _population()
     edition = special_edition()
     sending.start_sending(edition.id, mail_setup())
-    # After fan-out, one reader leaves and one is suppressed: the claim says so.
+    # After fan-out, one reader leaves, one stops special editions and one is suppressed:
+    # the claim says so.
     db.session.get(Reader, readers["active"].id).status = "unsubscribed"
+    db.session.get(Reader, readers["no_digests"].id).gets_specials = False
     db.session.add(Suppression(email_hash=readers["paid"].email_hash, reason="complaint"))
     db.session.commit()
     with db.engine.connect() as conn:
@@ -106,7 +116,7 @@ def test_claim_checks_the_list_mail_rule_again_before_sending(app, topics):
                            now=utcnow() + timedelta(seconds=1))
     eligible = {job.reader_id for job in claimed if job.eligible}
     assert _names(readers, {job.reader_id for job in claimed}) == {
-        "active", "research_only", "paid", "pause_over"}
+        "active", "research_only", "paid", "pause_over", "no_digests"}
     assert _names(readers, eligible) == {"research_only", "pause_over"}
 
 
@@ -120,6 +130,6 @@ def test_digests_take_only_readers_the_rule_allows(app, topics):
     fresh, stale = due_items(now, timedelta(hours=3))
     assert not stale
     assert _names(readers, {item.reader_id for item in fresh}) == {
-        "active", "research_only", "paid", "pause_over"}
+        "active", "research_only", "paid", "pause_over", "no_specials"}
     assert _names(readers, {item.reader_id for item in next_items(now)}) == {
-        "active", "research_only", "paid", "pause_over"}
+        "active", "research_only", "paid", "pause_over", "no_specials"}

@@ -50,8 +50,9 @@ def test_fan_out_picks_the_audience_once(app, topics):
     from newsletter.editions.models import EditionVariant
 
     variants = {v.key: v.id for v in db.session.scalars(select(EditionVariant))}
-    again = fan_out(edition.id, html_variant=variants["html"], text_variant=variants["text"],
-                    topic_ids=[topics[0].id], paid_only=False, now=edition.created_at,
+    again = fan_out(edition.id, kind=edition.kind, html_variant=variants["html"],
+                    text_variant=variants["text"], topic_ids=[topics[0].id], paid_only=False,
+                    now=edition.created_at,
                     today=edition.created_at.date())
     assert again == 0
     assert len(deliveries(edition.id)) == 3

@@ -71,7 +71,7 @@ def test_get_shows_a_button_and_changes_nothing(provider, reader):
         assert response.status_code == 200
         html = response.get_data(as_text=True)
         assert "Unsubscribe from everything" in html
-        assert 'name="List-Unsubscribe" value="One-Click"' in html
+        assert 'name="leave" value="everything"' in html
     assert state(reader.id) == ("active", 0, 0)
 
 

@@ -53,7 +53,8 @@ def next_items(now: datetime) -> list[Due]:
         select(Reader.id, Reader.plan, Reader.timezone, Reader.delivery_minute,
                Reader.frequency, Reader.weekly_day, Reader.paused_until,
                Reader.last_digest_on, Reader.digest_covered_until)
-        .where(audience.list_mail_clause()).order_by(Reader.id)).all()
+        .where(audience.list_mail_clause(), audience.digest_stream_clause())
+        .order_by(Reader.id)).all()
     items = []
     for row in rows:
         today = now.astimezone(schedule.zone(row.timezone)).date()
@@ -95,9 +96,10 @@ def unhandled_readers(plan: schedule.Plan, due: schedule.Due):
                  Reader.delivery_minute == plan.delivery_minute,
                  Reader.frequency == plan.frequency, Reader.weekly_day == plan.weekly_day)
     not_paused = audience.not_paused_clause(due.local_date)
+    digests = audience.digest_stream_clause()
     query = union_all(
         select(*columns).where(*same_plan, Reader.last_digest_on < due.local_date,
-                               audience.list_mail_clause(), not_paused),
+                               audience.list_mail_clause(), digests, not_paused),
         select(*columns).where(*same_plan, Reader.last_digest_on.is_(None),
-                               audience.list_mail_clause(), not_paused))
+                               audience.list_mail_clause(), digests, not_paused))
     return sorted(db.session.execute(query).all(), key=lambda row: row.id)

@@ -268,29 +268,46 @@ def erase():
 @bp.route("/u/<token>", methods=["GET", "POST"])
 @csrf.exempt
 def unsubscribe(token: str):
-    """GET shows a button and never unsubscribes (link scanners follow GETs). POST with
-    ``List-Unsubscribe=One-Click`` (form-urlencoded or multipart, no cookie, no CSRF token)
-    leaves everything; POST with ``topic=<slug>`` leaves one topic. Always 200, no redirect.
+    """GET (and HEAD) shows the choices and never unsubscribes (link scanners follow GETs).
+    POST with ``List-Unsubscribe=One-Click`` (RFC 8058: form-urlencoded or multipart, no
+    cookie, no CSRF token) leaves the stream the link was sent in (digests, or special
+    editions; everything for a link without one); ``leave=everything`` leaves everything;
+    ``topic=<slug>`` leaves one topic. Always 200 on success, no redirect.
     """
     services = reader_services()
     try:
-        reader = service.reader_from_link(services, Purpose.UNSUBSCRIBE, token)
+        reader, stream = service.unsubscribe_link(services, token)
     except service.LinkNoLongerValid:
         # Erased readers get nothing anyway: answer as if it worked.
-        return render_template("readers/unsubscribed.html", reader=None, topic=None)
+        return render_template("readers/unsubscribed.html", reader=None, topic=None,
+                               stream=None)
     except TokenInvalid as exc:
         return _link_problem(exc)
+
+    def page(problem=None, status=200):
+        return render_template("readers/unsubscribe.html", reader=reader, token=token,
+                               stream=stream, problem=problem), status
+
     if request.method != "POST":  # GET and HEAD (Flask answers HEAD with the GET view)
-        return render_template("readers/unsubscribe.html", reader=reader, token=token)
+        return page()
     topic = request.form.get("topic")
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
-    if not one_click and not topic:
-        return render_template("readers/unsubscribe.html", reader=reader, token=token,
-                               problem="Choose what to unsubscribe from."), 400
-    if not one_click and topic not in {link.topic.slug for link in reader.followed}:
-        return render_template("readers/unsubscribe.html", reader=reader, token=token,
-                               problem="You do not follow that topic."), 400
+    everything = request.form.get("leave") == "everything"
+    if not (one_click or everything or topic):
+        return page("Choose what to unsubscribe from.", 400)
+    if topic and not (one_click or everything) \
+            and topic not in {link.topic.slug for link in reader.followed}:
+        return page("You do not follow that topic.", 400)
     source = "one-click" if one_click and "Origin" not in request.headers else "unsubscribe-page"
-    service.unsubscribe(services, reader, request_actor(source), None if one_click else topic)
-    return render_template("readers/unsubscribed.html", reader=reader,
-                           topic=None if one_click else topic)
+    actor = request_actor(source)
+    left_stream = None
+    if one_click and stream is not None:
+        service.leave_stream(services, reader, stream, actor)
+        left_stream, topic = stream, None
+    elif one_click or everything:
+        service.unsubscribe(services, reader, actor)
+        topic = None
+    else:
+        service.unsubscribe(services, reader, actor, topic)
+    return render_template("readers/unsubscribed.html", reader=reader, topic=topic,
+                           stream=left_stream)

@@ -96,6 +96,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("NEWSLETTER_ACCOUNT_MAIL_FROM", "ACCOUNT_MAIL_FROM", None, _str,
             "From of account mail (confirmation, sign-in link, address change), its own "
             "stream for mailbox providers (default: MAIL_FROM)."),
+    Setting("NEWSLETTER_REPLY_TO", "REPLY_TO", None, _str,
+            "`Reply-To` of every message (list and account mail), e.g. the editors' inbox; "
+            "unset: replies go to the From address."),
     Setting("NEWSLETTER_MAIL_DOMAIN", "MAIL_DOMAIN", None, _str,
             "Domain of `Message-ID` and `List-Id` (default: the domain of MAIL_FROM)."),
     Setting("NEWSLETTER_POSTAL_ADDRESS", "POSTAL_ADDRESS", PLACEHOLDER_ADDRESS, _str,
@@ -266,6 +269,12 @@ def finish_config(config: dict[str, Any]) -> dict[str, Any]:
 
         address = parseaddr(config["MAIL_FROM"])[1]
         config["MAIL_DOMAIN"] = address.rpartition("@")[2] or "localhost"
+    reply_to = config.get("REPLY_TO")
+    if reply_to:
+        from email.utils import parseaddr
+
+        if any(c in reply_to for c in "\r\n") or "@" not in parseaddr(reply_to)[1]:
+            raise ConfigError(f"NEWSLETTER_REPLY_TO must be an email address, got {reply_to!r}")
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
     if not config.get("BOUNCE_DOMAIN"):
         config["BOUNCE_DOMAIN"] = config["MAIL_DOMAIN"]

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 from newsletter.delivery.queue import Claimed
 from newsletter.delivery.tokens import DeliveryTokens, message_id_local
 from newsletter.editions.render import template_from_json
+from newsletter.mail.message import reply_to_header
 from newsletter.mail.template import MessageTemplate
 from newsletter.subscribers.mailer import Links
 
@@ -77,7 +78,8 @@ class EditionComposer:
             list_id=f"{config['PUBLICATION_NAME']} <{row.kind}.{domain}>",
             # Feedback-ID is stable per kind of mail (never per message or edition), so
             # feedback loops aggregate: kind:stream:mailer:sender.
-            extra_headers={"Feedback-ID": f"{row.kind}:list:newsletter:{sender}"},
+            extra_headers={"Feedback-ID": f"{row.kind}:list:newsletter:{sender}",
+                           **reply_to_header(config)},
             personal_headers=PERSONAL_HEADERS,
         ), row.kind
 

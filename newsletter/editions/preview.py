@@ -13,6 +13,7 @@ from newsletter.content import service as content
 from newsletter.content.models import Synthesis
 from newsletter.editions.render import synthesis_dict
 from newsletter.mail import MailSetup, SendResult, TransportError, build_message
+from newsletter.mail.message import reply_to_header
 from newsletter.subscribers import service as readers
 from newsletter.subscribers.addresses import InvalidAddress, normalise_email
 
@@ -63,6 +64,7 @@ def send_synthesis_email(synthesis: Synthesis, to: str, mail: MailSetup,
         message_id_domain=domain,
         list_id=f"{config['PUBLICATION_NAME']} <test.{domain}>",
         list_unsubscribe_url=unsubscribe_url,
+        extra_headers=reply_to_header(config),
     )
     if mail.signer is not None:
         message = mail.signer.sign(message)

@@ -20,6 +20,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from typing import Any
 
 __all__ = ["HeaderValueError", "build_message"]
 
@@ -213,3 +214,9 @@ def _quoted_printable(content: str) -> bytes:
     return binascii.b2a_qp(data, quotetabs=False, istext=True, header=False).replace(
         b"\n", _CRLF
     )
+
+
+def reply_to_header(config: Mapping[str, Any]) -> dict[str, str]:
+    """``{"Reply-To": …}`` when ``NEWSLETTER_REPLY_TO`` is set (checked at start), else {}."""
+    reply_to = config.get("REPLY_TO")
+    return {"Reply-To": reply_to} if reply_to else {}

@@ -149,19 +149,23 @@ _SENTENCE_END = re.compile(
 
 
 def _excerpt(value: Any, length: int = 280) -> str:
-    """The first ``length`` characters of ``value`` (white space collapsed), cut cleanly.
+    """The opening of ``value`` (white space collapsed), cut at a sentence end.
 
-    Text that fits is returned whole. Otherwise the cut falls after the last complete
-    sentence that fits when that keeps at least half of ``length`` (`` …`` follows), else
-    after the last whole word (``…`` follows; a trailing comma or dash is dropped). The
-    result, ellipsis included, is never longer than ``length``; ``None`` or blank gives "".
+    Text of at most ``length`` characters is returned whole. Otherwise the cut falls after
+    the last sentence that ends within ``length``; when none does, after the first
+    sentence if it ends within twice ``length``; `` …`` follows. Only a first sentence
+    longer than that is cut after its last whole word within ``length`` (``…`` follows; a
+    trailing comma or dash is dropped). ``None`` or blank gives "".
     """
     text = " ".join(str(value or "").split())
     if len(text) <= length:
         return text
-    sentence_ends = [m.end() for m in _SENTENCE_END.finditer(text, 0, length - 2)]
-    if sentence_ends and sentence_ends[-1] >= length // 2:
-        return f"{text[:sentence_ends[-1]]} …"
+    ends = [m.end() for m in _SENTENCE_END.finditer(text, 0, 2 * length)]
+    within = [end for end in ends if end <= length - 2]
+    if within:
+        return f"{text[:within[-1]]} …"
+    if ends:
+        return f"{text[:ends[0]]} …"
     window = text[:length]  # its last character gives way to the ellipsis
     cut = window[:-1] if window.endswith(" ") or " " not in window else window.rsplit(" ", 1)[0]
     return cut.rstrip(" ,;:\u2013\u2014-") + "…"

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 
 from newsletter.mail import MailSetup, build_message
+from newsletter.mail.message import reply_to_header
 from newsletter.mail.verp import IdTokens
 from newsletter.subscribers.tokens import Purpose, Tokens
 
@@ -127,7 +128,8 @@ class ReaderMailer:
             from_addr=from_addr, to=to, subject=subject, text=text, html=html,
             message_id_domain=config["MAIL_DOMAIN"], return_path=return_path,
             extra_headers={"Auto-Submitted": "auto-generated", "X-Newsletter-Token": token,
-                           "Feedback-ID": f"{template}:account:newsletter:{sender}"},
+                           "Feedback-ID": f"{template}:account:newsletter:{sender}",
+                           **reply_to_header(config)},
         )
         if self.mail.signer is not None:
             message = self.mail.signer.sign(message)

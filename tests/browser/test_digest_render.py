@@ -80,3 +80,49 @@ def test_digest_reads_well_at_phone_and_pane_widths(chromium, digest, width):
         assert summaries and all(run["size"] >= 16 for run in summaries), summaries
     finally:
         browser_context.close()
+
+
+# The colours a reader sees, computed by the browser: the page, a card, a heading, body text.
+_COLOURS = """() => {
+  const colour = (el, prop) => getComputedStyle(el)[prop];
+  const card = document.querySelector('.nl-card');
+  return {page: colour(document.querySelector('.nl-body'), 'backgroundColor'),
+          card: colour(card, 'backgroundColor'),
+          heading: colour(document.querySelector('h1'), 'color'),
+          text: colour(document.querySelector('.nl-card td div'), 'color'),
+          link: colour(document.querySelector('h3 a'), 'color')};
+}"""
+
+
+def _luminance(css: str) -> float:
+    r, g, b = (int(v) / 255 for v in css[css.index("(") + 1:css.index(")")].split(",")[:3])
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def _contrast(a: str, b: str) -> float:
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_digest_is_designed_for_light_and_dark_mode(chromium, scheme):
+    html, _ = EmailRenderer(TEMPLATES).render("digest", digest_context(count=3)
+                                              ).personalise(**PERSONAL)
+    browser_context = chromium.new_context(viewport={"width": 375, "height": 800},
+                                           color_scheme=scheme, locale="en-US")
+    browser_context.route("**/*", lambda route: route.abort())
+    try:
+        page = browser_context.new_page()
+        page.set_content(html, wait_until="load")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=ARTIFACTS / f"digest-{scheme}-375.png", full_page=True)
+        colours = page.evaluate(_COLOURS)
+        card_is_dark = _luminance(colours["card"]) < 0.05
+        assert card_is_dark is (scheme == "dark"), colours
+        for part in ("heading", "text", "link"):
+            ratio = _contrast(colours[part], colours["card"])
+            assert ratio >= 4.5, f"{scheme}: {part} {colours[part]} on {colours['card']}: " \
+                                 f"contrast {ratio:.1f}"
+    finally:
+        browser_context.close()

@@ -82,7 +82,7 @@ def test_digest_scores_well_below_the_spam_threshold(rendered_digest, tmp_path):
     print(f"\nSpamAssassin, 30-synthesis digest: {report}")
     assert "HTML_FONT_LOW_CONTRAST" not in report.rules, report
     assert "HTML_MESSAGE" in report.rules, "SpamAssassin did not read the HTML part"
-    assert report.score < REQUIRED_SCORE, report
+    assert report.score <= 0.0, report  # issue 11: SpamAssassin stays at 0
 
 
 def test_a_white_on_white_preheader_would_be_caught(rendered_digest, tmp_path):

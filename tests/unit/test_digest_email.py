@@ -143,7 +143,7 @@ def test_every_title_appears_once_and_links_to_its_page(digest):
 def test_masthead_shows_publication_frequency_and_date(digest):
     _, _, html, text = digest
     assert ">Modelwire</a>" in html
-    assert "Your daily digest</strong> · Friday 27 November 2026" in html
+    assert re.search(r">Your daily digest</h1>\s*<p[^>]*>Friday 27 November 2026</p>", html)
     assert "Your daily digest · Friday 27 November 2026" in text
     assert "Your weekly digest" not in html and "Your weekly digest" not in text
     assert "Hello Ada," in html and "Hello Ada," in text
@@ -177,7 +177,7 @@ def test_cards_are_compact_analysis_cut_no_context_no_mentions(digest):
         analysis = flat(synthesis["analysis"])
         assert len(analysis) > 300, "the demo analysis should be long enough to be cut"
         excerpt = _excerpt(analysis)
-        assert excerpt.endswith("…") and len(excerpt) <= 280
+        assert excerpt.endswith((". …", "? …", "! …")) and len(excerpt) <= 2 * 280
         assert str(escape(excerpt)) in html_text and excerpt in plain
         assert str(escape(analysis)) not in html_text and analysis not in plain
         opening = flat(synthesis["context"])[:60]
@@ -215,7 +215,7 @@ def test_view_in_browser_link_only_when_there_is_a_web_url(renderer):
 def test_weekly_digest_says_weekly(renderer):
     html, text = renderer.render("digest", digest_context(count=3, frequency="weekly")
                                  ).personalise(**PERSONAL)
-    assert "Your weekly digest</strong>" in html
+    assert "Your weekly digest</h1>" in html
     assert "Your weekly digest · Friday 27 November 2026" in text
     assert "You receive this weekly digest because you subscribed to Modelwire with " \
            "ada@example.com." in html
@@ -277,7 +277,10 @@ def test_preheader_is_present_and_hidden_by_layout_not_colour(digest):
     assert len(hidden) == 1
     style, preview = hidden[0]
     assert "color" not in style and "font-size" not in style
-    assert preview == context["preheader"]
+    # The preheader, then filler so the inbox preview stops there (not at the first lines).
+    assert preview.startswith(context["preheader"])
+    filler = preview[len(context["preheader"]):]
+    assert filler == "&#847;&zwnj;&nbsp;" * 90
     # The preheader comes before any visible text.
     assert html.index(preview) < html.index(">Modelwire</a>")
 
@@ -411,11 +414,25 @@ def test_excerpt_cuts_after_the_last_whole_sentence_that_fits():
     assert len(result) <= 200
 
 
-def test_excerpt_cuts_at_a_word_when_no_sentence_end_is_long_enough():
-    result = _excerpt(LONG, 80)
-    assert result == ("The 72-hour clock is the headline. But the consequential choice is "
-                      "counting…")
-    assert len(result) <= 80
+def test_excerpt_keeps_a_short_first_sentence_rather_than_cutting_a_word():
+    assert _excerpt(LONG, 80) == "The 72-hour clock is the headline. …"
+
+
+def test_excerpt_finishes_a_first_sentence_longer_than_the_length():
+    # The sample synthesis's analyst take opens with one 290-character sentence.
+    first = ("The more pointed detail buried in this framing is that the concern isn't just "
+             "about what the other side might build, but about how the competition itself "
+             "is warping internal development culture on both sides, compressing timelines "
+             "and deprioritizing caution not through explicit policy but through ambient "
+             "pressure.")
+    assert _excerpt(first + " Modelwire has no prior coverage to anchor this to.") == \
+        first + " …"
+
+
+def test_excerpt_cuts_at_a_word_only_when_the_first_sentence_is_very_long():
+    endless = " ".join(["word"] * 200) + "."
+    result = _excerpt(endless, 80)
+    assert result.endswith("word…") and len(result) <= 80
     assert _excerpt("one two, three four", 9) == "one two…"
 
 

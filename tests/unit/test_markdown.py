@@ -43,8 +43,8 @@ def test_event_handlers_and_style_attributes_are_stripped():
     assert "alert" not in html and "steal" not in html
     assert "position:fixed" not in html and "color:red" not in html
     assert 'class="x"' not in html and 'id="y"' not in html
-    assert '<img style="max-width:100%;height:auto;border:0;" src="https://img.example/a.png">' \
-        in html
+    assert ('<img width="552" style="max-width:100%;height:auto;border:0;" '
+            'src="https://img.example/a.png">') in html
     assert "<b>bold</b>" in html
 
 
@@ -220,3 +220,14 @@ def test_the_text_part_says_the_words_without_emphasis_markers():
                    "2*3*4 and `**code**` stay.")
     assert " ".join(text.split()) == ("Hello bold, strong, em and it, both; snake_case_name, "
                                       "2*3*4 and `**code**` stay.")
+
+
+def test_images_get_a_width_no_larger_than_the_email():
+    html = html_of('![chart](https://img.example/c.png)\n\n'
+                   '<img src="https://img.example/big.png" width="1200" height="800" alt="big">'
+                   '\n\n<img src="https://img.example/small.png" width="300" alt="small">\n\n'
+                   '<img src="https://img.example/odd.png" width="wide" alt="odd">')
+    widths = {name: width for width, name in re.findall(
+        r'<img width="(\d+)"[^>]*src="https://img\.example/(\w+)\.png"', html)}
+    assert widths == {"c": "552", "big": "552", "small": "300", "odd": "552"}
+    assert "height=" not in html  # a fixed height would distort the narrowed image

@@ -163,13 +163,27 @@ def take_readers(members: list[Due], *, covered_until: datetime) -> list[int]:
     return sorted(moved)
 
 
+# Inbox lists show about the first 50 characters of a subject (fewer on phones).
+SUBJECT_LENGTH = 50
+
+
+def digest_subject(titles: list[str]) -> str:
+    """The first title, then how many more, within ``SUBJECT_LENGTH`` characters: a title
+    too long for that is cut at a word ("…"), so the count is always seen."""
+    more = f" (+{len(titles) - 1} more)" if len(titles) > 1 else ""
+    title = " ".join(titles[0].split())
+    room = SUBJECT_LENGTH - len(more)
+    if len(title) > room:
+        cut = title[:room - 1]
+        cut = cut.rsplit(" ", 1)[0] if " " in cut else cut
+        title = cut.rstrip(" ,;:.-\u2013\u2014") + "…"
+    return title + more
+
+
 def digest_content(sections: Sections, topics, syntheses, frequency: str, local_date: date) -> dict:
     titles = [syntheses[i]["title"] for _, ids in sections for i in ids]
     count = len(titles)
-    more = f" and {count - 1} more" if count > 1 else ""
-    subject = f"{titles[0]}{more}"
-    if len(subject) > 300:
-        subject = subject[:297 - len(more)].rstrip() + "…" + more
+    subject = digest_subject(titles)
     names = [topics[t].name for t, _ in sections]
     preheader = (f"{count} new in {', '.join(names)}" if count > 1
                  else f"New in {names[0]}")[:300]

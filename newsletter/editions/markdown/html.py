@@ -140,8 +140,26 @@ def _shift_headings(html: str) -> str:
         lambda m: f"<{m.group(1)}h{min(max(int(m.group(2)) + offset, 2), 4)}", html)
 
 
+# The email's content width (600 px less 24 px of padding each side). Outlook for Windows
+# ignores max-width and shows an image at its own size: every image gets a width
+# attribute no larger than this, and its height follows (height:auto).
+IMAGE_WIDTH = 552
+_IMG_TAG = re.compile(r"<img\b[^>]*>")
+_SIZE_ATTRIBUTE = re.compile(r'\s(width|height)="(\d+)"')
+
+
+def _sized_image(match: re.Match) -> str:
+    tag = match.group(0)
+    sizes = dict(_SIZE_ATTRIBUTE.findall(tag))
+    width = min(int(sizes.get("width") or IMAGE_WIDTH), IMAGE_WIDTH) or IMAGE_WIDTH
+    tag = _SIZE_ATTRIBUTE.sub("", tag)  # a fixed height would distort a narrowed image
+    return tag.replace("<img", f'<img width="{width}"', 1)
+
+
 def _add_styles(clean_html: str) -> str:
-    return _STYLED_TAG.sub(lambda m: f'<{m.group(1)} style="{STYLES[m.group(1)]}"', clean_html)
+    styled = _STYLED_TAG.sub(lambda m: f'<{m.group(1)} style="{STYLES[m.group(1)]}"',
+                             clean_html)
+    return _IMG_TAG.sub(_sized_image, styled)
 
 
 _TAG = re.compile(r"<(/?)([a-z][a-z0-9]*)\b[^>]*>")

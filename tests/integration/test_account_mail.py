@@ -17,6 +17,7 @@ from newsletter.wiring import reader_services
 from tests.factories_readers import make_reader
 from tests.support.readers import csrf_from
 from tests.support.smtp import SMTPTestServer, free_port
+from tests.support.threads import at_once
 from tests.support.worker import wait_for
 
 
@@ -184,26 +185,12 @@ def test_an_erased_reader_gets_nothing_and_no_queued_row_keeps_the_address(relay
 
 def test_two_workers_draining_at_once_send_each_email_once(relay, app, app_config, client,
                                                            topics):
-    from newsletter import create_app
     from newsletter.subscribers.service import Actor, request_subscription
 
     for n in range(12):  # past the form's rate limit: through the service, as the API does
         request_subscription(reader_services(), f"reader{n}@example.com",
                              ["ai-policy-and-safety"], Actor(source="api"))
-    barrier = threading.Barrier(3, timeout=30)
-    reports = []
-
-    def worker():
-        with create_app(app_config).app_context():
-            barrier.wait()
-            reports.append(send_due(reader_services().mailer, utcnow()))
-
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not any(thread.is_alive() for thread in threads)
+    reports = at_once(app_config, lambda: send_due(reader_services().mailer, utcnow()))
     assert sum(r.sent for r in reports) == 12
     assert sorted(m.rcpt_tos[0] for m in relay.messages) == sorted(
         f"reader{n}@example.com" for n in range(12))

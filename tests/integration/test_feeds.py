@@ -375,28 +375,13 @@ def test_poll_command_reports_a_failing_feed_and_exits_1(runner, topics, feed_se
 
 
 def test_workers_polling_together_fetch_a_feed_once(app, app_config, topics, feed_server):
-    import threading
-
-    from newsletter import create_app
     from newsletter.content.feeds import add_feed
+    from tests.support.threads import at_once
 
     add_feed(feed_server.serve("/lab.xml", "rss20.xml"), ["ai-policy-and-safety"])
     before = len(feed_server.requests)
     now = utcnow()
-    barrier = threading.Barrier(3, timeout=30)
-    polled: list[int] = []
-
-    def worker():
-        with create_app(app_config).app_context():
-            barrier.wait()
-            polled.append(poll_due(now, timedelta(minutes=30)))
-
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not any(thread.is_alive() for thread in threads)
+    polled = at_once(app_config, lambda: poll_due(now, timedelta(minutes=30)))
     assert sorted(polled) == [0, 0, 1]
     assert len(feed_server.requests) - before == 1
     assert len(syntheses()) == 2

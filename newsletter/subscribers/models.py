@@ -45,6 +45,10 @@ class Stream(StrEnum):
     SPECIAL = "special"
 
 
+# Which reader column says they get each stream of list mail.
+STREAM_FIELDS = {Stream.DIGEST: "gets_digests", Stream.SPECIAL: "gets_specials"}
+
+
 class MailFormat(StrEnum):
     HTML = "html"   # HTML with a text alternative
     TEXT = "text"   # text only

@@ -26,12 +26,12 @@ from newsletter.db import db, utcnow
 from newsletter.subscribers.addresses import email_hash, normalise_email
 from newsletter.subscribers.mailer import ReaderMailer
 from newsletter.subscribers.models import (
+    STREAM_FIELDS,
     AccountMailKind,
     ConsentEvent,
     Reader,
     ReaderStatus,
     ReaderTopic,
-    Stream,
     Suppression,
     SuppressionReason,
     latest_request,
@@ -78,10 +78,6 @@ class ReaderServices:
     offered_topics: Callable[[], list[Topic]]
     check_deliverability: bool = False
     record_ip: bool = True
-
-
-# Which reader column says they get each stream of list mail.
-STREAM_FIELDS = {Stream.DIGEST: "gets_digests", Stream.SPECIAL: "gets_specials"}
 
 
 class LinkNoLongerValid(TokenInvalid):
@@ -244,17 +240,6 @@ def send_manage_link(services: ReaderServices, raw_email: str) -> None:
     db.session.commit()
 
 
-def unsubscribe_link(services: ReaderServices, token: str) -> tuple[Reader, Stream | None]:
-    """The reader an unsubscribe link names and the stream it was sent in (None: a link
-    for everything, such as one sent before streams)."""
-    payload = services.tokens.read(Purpose.UNSUBSCRIBE, token)
-    reader = get_reader(payload["r"])
-    if reader is None:
-        raise LinkNoLongerValid("this subscription no longer exists")
-    stream = payload.get("s")
-    return reader, Stream(stream) if stream in {s.value for s in Stream} else None
-
-
 def reader_from_link(services: ReaderServices, purpose: Purpose, token: str) -> Reader:
     payload = services.tokens.read(purpose, token)
     reader = get_reader(payload["r"])
@@ -353,25 +338,6 @@ def confirm_email_change(services: ReaderServices, token: str, actor: Actor) -> 
 
 
 # -- unsubscribe ---------------------------------------------------------------------------
-
-def leave_stream(services: ReaderServices, reader: Reader, stream: Stream,
-                 actor: Actor) -> bool:
-    """Stop one stream of list mail (digests or special editions); True if that changed
-    something (idempotent). Leaving the last stream the reader gets leaves everything.
-
-    Deliveries of that stream already queued are not sent: the claim checks the stream.
-    """
-    if reader.status != ReaderStatus.ACTIVE.value:
-        return unsubscribe(services, reader, actor)
-    if not getattr(reader, STREAM_FIELDS[stream]):
-        return False
-    other = STREAM_FIELDS[Stream.SPECIAL if stream == Stream.DIGEST else Stream.DIGEST]
-    if not getattr(reader, other):
-        return unsubscribe(services, reader, actor)
-    setattr(reader, STREAM_FIELDS[stream], False)
-    record_event(services, reader, "unsubscribe_stream", actor, detail={"stream": stream.value})
-    db.session.commit()
-    return True
 
 def unsubscribe(services: ReaderServices, reader: Reader, actor: Actor,
                 topic_slug: str | None = None) -> bool:

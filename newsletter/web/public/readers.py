@@ -23,7 +23,7 @@ from flask import (
 from flask_login import UserMixin, current_user, login_user, logout_user
 
 from newsletter.extensions import csrf, limiter, login_manager
-from newsletter.subscribers import privacy, service
+from newsletter.subscribers import privacy, service, streams
 from newsletter.subscribers.models import Reader, ReaderStatus
 from newsletter.subscribers.preferences import WEEKDAYS, timezones
 from newsletter.subscribers.tokens import Purpose, TokenExpired, TokenInvalid
@@ -276,7 +276,7 @@ def unsubscribe(token: str):
     """
     services = reader_services()
     try:
-        reader, stream = service.unsubscribe_link(services, token)
+        reader, stream = streams.unsubscribe_link(services, token)
     except service.LinkNoLongerValid:
         # Erased readers get nothing anyway: answer as if it worked.
         return render_template("readers/unsubscribed.html", reader=None, topic=None,
@@ -302,7 +302,7 @@ def unsubscribe(token: str):
     actor = request_actor(source)
     left_stream = None
     if one_click and stream is not None:
-        service.leave_stream(services, reader, stream, actor)
+        streams.leave_stream(services, reader, stream, actor)
         left_stream, topic = stream, None
     elif one_click or everything:
         service.unsubscribe(services, reader, actor)

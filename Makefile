@@ -27,6 +27,7 @@ run: export NEWSLETTER_BASE_URL ?= http://127.0.0.1:$(PORT)
 run: $(VENV)/.installed-run
 	$(BIN)/newsletter db upgrade
 	$(BIN)/newsletter seed-demo --if-empty
+	$(BIN)/newsletter admin demo
 	$(BIN)/newsletter serve --host 127.0.0.1 --port $(PORT)
 
 # Debian's Chromium for the browser tests (tests/browser use $(CHROMIUM_BIN)) and Debian's

@@ -118,6 +118,12 @@ SETTINGS: tuple[Setting, ...] = (
             "How long a preference-centre link works."),
     Setting("NEWSLETTER_READER_SESSION_MINUTES", "READER_SESSION_MINUTES", 60, _int,
             "How long a reader stays signed in after following a link."),
+    Setting("NEWSLETTER_ADMIN_SESSION_HOURS", "ADMIN_SESSION_HOURS", 12, _int,
+            "How long an admin stays signed in (then signs in again)."),
+    Setting("NEWSLETTER_ADMIN_LOGIN_LIMIT_PER_IP", "ADMIN_LOGIN_LIMIT_PER_IP",
+            "10/minute;100/hour", _str,
+            "Admin sign-in attempts per IP (each account also locks for 15 minutes after "
+            "5 wrong passwords or codes in a row)."),
     Setting("NEWSLETTER_RECORD_IP", "RECORD_IP", True, _bool,
             "Keep the IP address in consent events."),
     Setting("NEWSLETTER_CHECK_DELIVERABILITY", "CHECK_DELIVERABILITY", False, _bool,

@@ -1,6 +1,6 @@
 """Imports every domain's models so the metadata (and Alembic) sees all tables."""
 
-from newsletter.accounts.models import ApiToken
+from newsletter.accounts.models import Admin, ApiToken, AuditEntry
 from newsletter.content.models import Feed, FeedEntry, Synthesis, Topic, synthesis_topics
 from newsletter.delivery.models import (
     BounceEvent,
@@ -10,14 +10,16 @@ from newsletter.delivery.models import (
     RelayMinute,
     RelayState,
     TrackingEvent,
+    WorkerBeat,
 )
 from newsletter.editions.models import Edition, EditionLink, EditionTopic, EditionVariant
 from newsletter.subscribers.models import ConsentEvent, Reader, ReaderTopic, Suppression
 
 __all__ = [
-    "ApiToken", "BounceEvent", "ConsentEvent", "Delivery", "DeliveryAttempt", "Edition",
+    "Admin", "ApiToken", "AuditEntry", "BounceEvent", "ConsentEvent", "Delivery",
+    "DeliveryAttempt", "Edition",
     "EditionLink", "EditionTopic", "EditionVariant", "Feed", "FeedEntry", "ProcessedEvent",
     "Reader", "ReaderTopic", "RelayMinute", "RelayState", "Suppression", "Synthesis", "Topic",
-    "TrackingEvent",
+    "TrackingEvent", "WorkerBeat",
     "synthesis_topics",
 ]

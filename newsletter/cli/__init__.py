@@ -13,11 +13,22 @@ import sys
 import click
 from flask.cli import FlaskGroup
 
-from newsletter.cli import bounces, content, digest, editions, feeds, mail, serve, tokens
+from newsletter.cli import (
+    admins,
+    bounces,
+    content,
+    digest,
+    editions,
+    feeds,
+    mail,
+    serve,
+    tokens,
+)
 from newsletter.config import ConfigError
 
 ALL_COMMANDS = (*serve.COMMANDS, *content.COMMANDS, *tokens.COMMANDS, *mail.COMMANDS,
-                *editions.COMMANDS, *digest.COMMANDS, *feeds.COMMANDS, *bounces.COMMANDS)
+                *editions.COMMANDS, *digest.COMMANDS, *feeds.COMMANDS, *bounces.COMMANDS,
+                *admins.COMMANDS)
 
 
 def _create_app():

@@ -71,3 +71,18 @@ def queue_readers(edition_id: int, reader_ids: list[int], *, html_variant: int,
             "html_variant": html_variant, "text_variant": text_variant, "now": now})
         added += result.rowcount or 0
     return added
+
+
+# -- name: count-audience
+# Contract: how many readers fan-out would queue now, by the very same rule.
+_COUNT_AUDIENCE = "SELECT count(*) FROM readers r WHERE {who}"
+
+
+def count_audience(*, kind: str, topic_ids: list[int], paid_only: bool, today: date) -> int:
+    """How many readers :func:`fan_out` would queue if the edition started now."""
+    params = {"kind": kind, "today": today, "paid_only": 1 if paid_only else 0}
+    names = [f"t{i}" for i in range(len(topic_ids))]
+    params.update(dict(zip(names, topic_ids, strict=True)))
+    statement = text(_COUNT_AUDIENCE.format(who=audience.receives_edition("r", names)))
+    return db.session.execute(statement.bindparams(bindparam("today", type_=Date())),
+                              params).scalar() or 0

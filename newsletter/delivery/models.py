@@ -67,6 +67,8 @@ class Delivery(Base):
         Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_deliveries_edition_id_status", "edition_id", "status"),
         Index("ix_deliveries_reader_id", "reader_id"),
+        # The dashboard's send rate: messages accepted in the last minute and hour.
+        Index("ix_deliveries_sent_at", "sent_at"),
     )
 
 
@@ -152,3 +154,14 @@ class RelayMinute(Base):
     relay: Mapped[str] = mapped_column(String(200), primary_key=True)
     minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     sent: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class WorkerBeat(Base):
+    """A worker's heartbeat: written every few seconds by its scheduler, so the dashboard
+    can tell a live worker from one that stopped (rows older than a day are pruned)."""
+
+    __tablename__ = "worker_beats"
+
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -252,3 +252,14 @@ def start_due_editions(mail, *, stale_after: timedelta = DEFAULT_STALE_AFTER) ->
         except Exception:  # noqa: BLE001 - logged as the edition's failure; go on with others
             db.session.rollback()
     return started
+
+
+def audience_size(edition: Edition, today: date | None = None) -> int:
+    """How many readers the edition would go to if it started now (fan-out's own rule)."""
+    from newsletter.delivery.fanout import count_audience
+
+    topic_ids = list(db.session.scalars(select(Topic.id).where(
+        Topic.slug.in_(edition.audience.get("topics", [])))))
+    return count_audience(kind=edition.kind, topic_ids=topic_ids,
+                          paid_only=entitlements.tier_is_paid(edition.audience),
+                          today=today or utcnow().date())

@@ -107,3 +107,42 @@ def send_test_email(raw_to: str, slug: str | None, mail: MailSetup,
     except TransportError as exc:
         raise PreviewError(f"not sent: {exc}") from None
     return synthesis, address, result
+
+
+def preview_edition(edition, mail: MailSetup, email: str) -> tuple[str, str]:
+    """The edition's HTML and text as a reader at ``email`` would see them, with links that
+    go nowhere personal (the preview is nobody's: unsubscribing from it does nothing)."""
+    from newsletter.editions.service import render_edition
+
+    rendered = render_edition(edition, mail)
+    base = mail.config["BASE_URL"].rstrip("/")
+    samples = {"unsubscribe_url": f"{base}/u/preview", "preferences_url": f"{base}/preferences",
+               "greeting": "Hello,", "email": email}
+    return rendered.personalise(**{name: samples.get(name, "") for name in rendered.fields})
+
+
+def send_edition_test(edition, raw_to: str, mail: MailSetup) -> tuple[str, SendResult]:
+    """Send the edition as it stands to ``raw_to`` (subject marked ``[Test]``), through the
+    configured transport and DKIM; raises ``PreviewError`` with the reason."""
+    try:
+        address = normalise_email(raw_to)
+    except InvalidAddress as exc:
+        raise PreviewError(str(exc)) from None
+    html, text = preview_edition(edition, mail, address)
+    config = mail.config
+    domain = config["MAIL_DOMAIN"]
+    message = build_message(
+        from_addr=config["MAIL_FROM"], to=address, subject=f"[Test] {edition.subject}",
+        text=text, html=html, message_id_domain=domain,
+        list_id=f"{config['PUBLICATION_NAME']} <test.{domain}>",
+        list_unsubscribe_url=f"{config['BASE_URL'].rstrip('/')}/u/preview",
+        extra_headers=reply_to_header(config))
+    if mail.signer is not None:
+        message = mail.signer.sign(message)
+    transport = mail.new_transport()
+    try:
+        return address, transport.send(parseaddr(config["MAIL_FROM"])[1], [address], message)
+    except TransportError as exc:
+        raise PreviewError(f"not sent: {exc}") from None
+    finally:
+        transport.close()

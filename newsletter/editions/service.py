@@ -63,32 +63,10 @@ def create_edition(*, subject: str, sections: list[dict[str, Any]] | None = None
     ``sections``: [{"title": str, "synthesis_ids": [int]}]. ``topics``: audience topic slugs
     (empty: everyone). ``tier``: "all" or "paid".
     """
-    errors: list[FieldError] = []
-    subject = (subject or "").strip()
-    if not subject:
-        errors.append(FieldError("subject", "is required"))
-    elif len(subject) > 300 or any(ch in subject for ch in "\r\n\0"):
-        errors.append(FieldError("subject", "must be one line of at most 300 characters"))
-    if len(preheader) > 300 or any(ch in preheader for ch in "\r\n\0"):
-        errors.append(FieldError("preheader", "must be one line of at most 300 characters"))
-    if tier not in entitlements.TIERS:
-        errors.append(FieldError("tier", "must be all or paid"))
-    known = {t.slug for t in db.session.scalars(select(Topic))}
-    for slug in topics or []:
-        if slug not in known:
-            errors.append(FieldError("topics", f"unknown topic {slug[:80]!r}"))
     sections = sections or []
-    wanted = {i for section in sections for i in section.get("synthesis_ids", [])}
-    if wanted:
-        found = set(db.session.scalars(select(Synthesis.id).where(Synthesis.id.in_(wanted))))
-        for missing in sorted(wanted - found):
-            errors.append(FieldError("sections", f"no synthesis with id {missing}"))
-    if not sections and not body_html and not body_text:
-        errors.append(FieldError("content", "an edition needs a body or syntheses"))
-    if send_at is not None and send_at.tzinfo is None:
-        errors.append(FieldError("send_at", "needs a timezone"))
-    if errors:
-        raise InvalidInput(errors)
+    subject = validate_edition(subject=subject, preheader=preheader, sections=sections,
+                               has_body=bool(body_html or body_text), topics=topics,
+                               tier=tier, send_at=send_at)
     edition = Edition(
         kind=kind, subject=subject, preheader=preheader,
         slug=unique_slug(Edition.slug,
@@ -104,6 +82,39 @@ def create_edition(*, subject: str, sections: list[dict[str, Any]] | None = None
                             *(section["topic"] for section in sections if section.get("topic"))])
     db.session.commit()
     return edition
+
+
+def validate_edition(*, subject: str, preheader: str, sections: list[dict[str, Any]],
+                     has_body: bool, topics: list[str] | None, tier: str,
+                     send_at: datetime | None = None) -> str:
+    """Check what an edition would say; returns the subject stripped, or raises
+    ``InvalidInput`` with every problem at once."""
+    errors: list[FieldError] = []
+    subject = (subject or "").strip()
+    if not subject:
+        errors.append(FieldError("subject", "is required"))
+    elif len(subject) > 300 or any(ch in subject for ch in "\r\n\0"):
+        errors.append(FieldError("subject", "must be one line of at most 300 characters"))
+    if len(preheader) > 300 or any(ch in preheader for ch in "\r\n\0"):
+        errors.append(FieldError("preheader", "must be one line of at most 300 characters"))
+    if tier not in entitlements.TIERS:
+        errors.append(FieldError("tier", "must be all or paid"))
+    known = {t.slug for t in db.session.scalars(select(Topic))}
+    for slug in topics or []:
+        if slug not in known:
+            errors.append(FieldError("topics", f"unknown topic {slug[:80]!r}"))
+    wanted = {i for section in sections for i in section.get("synthesis_ids", [])}
+    if wanted:
+        found = set(db.session.scalars(select(Synthesis.id).where(Synthesis.id.in_(wanted))))
+        for missing in sorted(wanted - found):
+            errors.append(FieldError("sections", f"no synthesis with id {missing}"))
+    if not sections and not has_body:
+        errors.append(FieldError("content", "an edition needs a body or syntheses"))
+    if send_at is not None and send_at.tzinfo is None:
+        errors.append(FieldError("send_at", "needs a timezone"))
+    if errors:
+        raise InvalidInput(errors)
+    return subject
 
 
 def tag_topics(edition_id: int, slugs: list[str]) -> None:
@@ -153,10 +164,18 @@ def render_variants(edition: Edition, mail) -> dict[str, EditionVariant]:
         select(EditionVariant).where(EditionVariant.edition_id == edition.id))}
     if HTML in existing and TEXT in existing:
         return existing
+    variants = add_variants(edition, render_edition(edition, mail), mail.config)
+    db.session.commit()
+    return variants
+
+
+def render_edition(edition: Edition, mail):
+    """The edition compiled once (with personal placeholders), stored nowhere: what
+    :func:`render_variants` stores, and what the admin's preview shows."""
     config = mail.config
     topic_names = [t.name for t in db.session.scalars(
         select(Topic).where(Topic.slug.in_(edition.audience.get("topics", []))))]
-    rendered = mail.renderer.render("edition", edition_context(
+    return mail.renderer.render("edition", edition_context(
         config=config, subject=edition.subject, preheader=edition.preheader,
         sections=[{"title": section["title"],
                    "syntheses": [synthesis_dict(s, config["BASE_URL"])
@@ -169,9 +188,6 @@ def render_variants(edition: Edition, mail) -> dict[str, EditionVariant]:
         audience_note=audience_note(topic_names),
         web_url=web_url(edition, config["BASE_URL"]),
     ))
-    variants = add_variants(edition, rendered, config)
-    db.session.commit()
-    return variants
 
 
 def add_variants(edition: Edition, rendered, config) -> dict[str, EditionVariant]:

@@ -14,6 +14,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 
+from newsletter.delivery.workers import BEAT_SECONDS, process_name
 from newsletter.scheduler import jobs
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,8 @@ log = logging.getLogger(__name__)
 __all__ = ["build_scheduler", "run_worker"]
 
 
-def build_scheduler(app: Flask, *, poll_seconds: float = 10.0) -> BackgroundScheduler:
+def build_scheduler(app: Flask, *, poll_seconds: float = 10.0,
+                    name: str | None = None) -> BackgroundScheduler:
     """A scheduler (not started) with the worker's jobs.
 
     Every job: ``coalesce`` (runs missed while busy or asleep collapse into one),
@@ -38,6 +40,7 @@ def build_scheduler(app: Flask, *, poll_seconds: float = 10.0) -> BackgroundSche
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
     )
     now = datetime.now(UTC)
+    name = name or process_name()
     scheduler.add_job(jobs.compose_digests, "interval", minutes=1, args=[app],
                       id="compose-digests", name="compose due digests", next_run_time=now)
     scheduler.add_job(jobs.start_due_editions, "interval", seconds=poll_seconds, args=[app],
@@ -49,6 +52,8 @@ def build_scheduler(app: Flask, *, poll_seconds: float = 10.0) -> BackgroundSche
     # query when there is nothing to send).
     scheduler.add_job(jobs.send_account_mail, "interval", seconds=2, args=[app],
                       id="send-account-mail", name="send account mail", next_run_time=now)
+    scheduler.add_job(jobs.heartbeat, "interval", seconds=BEAT_SECONDS, args=[app, name],
+                      id="heartbeat", name="worker heartbeat", next_run_time=now)
     scheduler.add_job(jobs.housekeeping, "interval", hours=1, args=[app], id="housekeeping",
                       name="housekeeping", next_run_time=now)
     return scheduler

@@ -67,6 +67,14 @@ def send_account_mail(app: Flask) -> None:
                         report.retried, report.failed)
 
 
+def heartbeat(app: Flask, name: str) -> None:
+    """Say that this worker is alive (the dashboard shows when each was last seen)."""
+    from newsletter.delivery.workers import beat
+
+    with app.app_context():
+        beat(name, utcnow())
+
+
 def housekeeping(app: Flask) -> None:
     """Delete never-confirmed addresses, old tracking detail and old account-mail records."""
     from newsletter.delivery.tracking import prune_events

@@ -29,6 +29,9 @@ def register_web(app: Flask) -> None:
     app.register_blueprint(hooks_bp)
     app.register_blueprint(feeds_bp)
     app.register_blueprint(api_bp)
+    from newsletter.web import admin, logins  # noqa: F401 - logins registers the user_loader
+
+    admin.register(app)
     from newsletter.extensions import csrf
 
     csrf.exempt(api_bp)
@@ -60,7 +63,12 @@ def register_web(app: Flask) -> None:
     def _http_error(error: HTTPException):
         if _wants_json():
             return jsonify(error=error.name.lower(), message=error.description), error.code
-        return render_template("error.html", error=error), error.code
+        if request.path.startswith("/admin/") and (request.path.endswith(".json")
+                                                  or request.accept_mimetypes.best
+                                                  == "application/json"):
+            return jsonify(error=error.name.lower(), message=error.description), error.code
+        template = "admin/error.html" if request.path.startswith("/admin") else "error.html"
+        return render_template(template, error=error), error.code
 
     @app.after_request
     def _security_headers(response):

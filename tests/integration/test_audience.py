@@ -3,7 +3,7 @@ in each of its three users: fan-out, the claim and the digests."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Date, bindparam, select, text
 
@@ -18,7 +18,8 @@ from newsletter.wiring import mail_setup
 from tests.factories_readers import make_reader
 from tests.support.editions import special_edition
 
-TODAY = date(2026, 12, 1)
+# The claim reads the real clock, so the population's pauses are set around today.
+TODAY = utcnow().date()
 
 
 def _population():
@@ -126,7 +127,7 @@ def test_digests_take_only_readers_the_rule_allows(app, topics):
         reader.delivery_minute = 7 * 60
         reader.confirmed_at = datetime(2026, 11, 1, tzinfo=utcnow().tzinfo)
     db.session.commit()
-    now = datetime(2026, 12, 1, 7, 5, tzinfo=utcnow().tzinfo)
+    now = datetime(TODAY.year, TODAY.month, TODAY.day, 7, 5, tzinfo=utcnow().tzinfo)
     fresh, stale = due_items(now, timedelta(hours=3))
     assert not stale
     assert _names(readers, {item.reader_id for item in fresh}) == {

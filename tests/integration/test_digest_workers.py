@@ -89,7 +89,7 @@ def test_scheduler_has_the_jobs_with_their_misfire_settings(app):
     finally:
         scheduler.shutdown(wait=False)
     assert set(jobs) == {"compose-digests", "start-due-editions", "poll-feeds",
-                         "send-account-mail", "housekeeping"}
+                         "send-account-mail", "housekeeping", "heartbeat"}
     for job in jobs.values():
         assert job.coalesce is True and job.max_instances == 1
         assert job.misfire_grace_time is None

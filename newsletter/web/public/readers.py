@@ -22,7 +22,7 @@ from flask import (
 )
 from flask_login import UserMixin, current_user, login_user, logout_user
 
-from newsletter.extensions import csrf, limiter, login_manager
+from newsletter.extensions import csrf, limiter
 from newsletter.subscribers import privacy, service, streams
 from newsletter.subscribers.models import Reader, ReaderStatus
 from newsletter.subscribers.preferences import WEEKDAYS, timezones
@@ -38,7 +38,7 @@ READER_PREFIX = "reader:"
 # -- who is signed in ----------------------------------------------------------------------
 
 class ReaderLogin(UserMixin):
-    """A reader signed in through a link; admins (later) are a different user type."""
+    """A reader signed in through a link (admins are ``web.logins.AdminLogin``)."""
 
     def __init__(self, reader: Reader):
         self.reader = reader
@@ -47,9 +47,10 @@ class ReaderLogin(UserMixin):
         return f"{READER_PREFIX}{self.reader.id}"
 
 
-@login_manager.user_loader
-def _load_user(user_id: str):
-    if not user_id.startswith(READER_PREFIX) or not user_id[len(READER_PREFIX):].isdigit():
+def load_reader_login(user_id: str):
+    """The reader behind a session id ``reader:<id>`` (see ``web.logins``), or None."""
+    number = user_id[len(READER_PREFIX):]
+    if not user_id.startswith(READER_PREFIX) or not (number.isascii() and number.isdigit()):
         return None
     signed_in_at = session.get("reader_signed_in_at", 0)
     if time.time() - signed_in_at > current_app.config["READER_SESSION_MINUTES"] * 60:

@@ -1,0 +1,45 @@
+"""The outbox viewer: with the file transport (``make run``), what was "sent", in the
+browser — the list, and each message's headers, text and HTML."""
+
+from __future__ import annotations
+
+from flask import Response, abort, current_app, render_template
+
+from newsletter.accounts.roles import Permission
+from newsletter.mail.outbox import list_messages, read_message
+from newsletter.web.admin import bp, requires
+from newsletter.web.admin.composer import PREVIEW_CSP
+
+
+def _folder() -> str:
+    if current_app.config["MAIL_TRANSPORT"] != "file":
+        abort(404, "The outbox viewer is there only with the file transport "
+                   "(NEWSLETTER_MAIL_TRANSPORT=file).")
+    return current_app.config["OUTBOX_DIR"]
+
+
+# The outbox holds readers' personal links: only roles that may act for readers see it.
+@bp.route("/outbox")
+@requires(Permission.READERS)
+def outbox():
+    return render_template("admin/outbox.html", messages=list_messages(_folder()))
+
+
+@bp.route("/outbox/<name>")
+@requires(Permission.READERS)
+def outbox_message(name: str):
+    message = read_message(_folder(), name)
+    if message is None:
+        abort(404, "There is no such message in the outbox.")
+    return render_template("admin/outbox_message.html", message=message)
+
+
+@bp.route("/outbox/<name>/html")
+@requires(Permission.READERS)
+def outbox_html(name: str):
+    message = read_message(_folder(), name)
+    if message is None or message.html is None:
+        abort(404, "This message has no HTML part.")
+    response = Response(message.html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = PREVIEW_CSP
+    return response

@@ -1,0 +1,23 @@
+"""Admin accounts and signing in, for the admin-area tests."""
+
+from __future__ import annotations
+
+from tests.support.readers import csrf_from
+
+PASSWORD = "correct horse battery staple"  # noqa: S105
+
+
+def make_admin(email: str = "editor@news.example", role: str = "editor"):
+    from newsletter.accounts.admins import create_admin
+
+    return create_admin(email, PASSWORD, role)
+
+
+def sign_in(client, email: str = "editor@news.example", password: str = PASSWORD):
+    token = csrf_from(client, "/admin/login")
+    return client.post("/admin/login", data={"email": email, "password": password,
+                                             "csrf_token": token})
+
+
+def csrf(client, url: str = "/admin/account") -> str:
+    return csrf_from(client, url)

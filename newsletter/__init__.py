@@ -24,6 +24,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_path=settings["INSTANCE_DIR"],
                 template_folder="web/templates", static_folder="web/static")
     app.config.update(settings)
+    # Flask's command line resets DEBUG from FLASK_DEBUG after the app is made; what
+    # NEWSLETTER_DEBUG asked for stays readable here.
+    app.config["DEVELOPMENT"] = bool(settings.get("DEBUG"))
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 

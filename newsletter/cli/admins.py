@@ -83,7 +83,7 @@ def admin_demo(email: str) -> None:
     from newsletter.accounts import admins
     from newsletter.db import db
 
-    if not current_app.config.get("DEBUG"):
+    if not current_app.config.get("DEVELOPMENT"):
         raise click.ClickException("the demo owner exists only in development "
                                    "(NEWSLETTER_DEBUG=1)")
     password = admins.new_demo_password()

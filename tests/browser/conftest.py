@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,11 +118,11 @@ def _wait_until_up(url: str, server: subprocess.Popen, log: Path) -> None:
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory) -> Iterator[LiveServer]:
-    """A fresh instance (migrated, demo content) served on a free loopback port, with the
-    sender in the web process as under ``make run`` (it sends the queued account mail)."""
-    tmp = tmp_path_factory.mktemp("browser")
+@contextmanager
+def serve_instance(tmp: Path, **settings: str) -> Iterator[LiveServer]:
+    """A fresh instance in ``tmp`` (migrated, demo content) served on a free loopback port
+    as ``make run`` serves it, with ``settings`` (``NEWSLETTER_…``) added to its
+    environment; stopped on exit."""
     instance = tmp / "instance"
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -129,6 +130,7 @@ def live_server(tmp_path_factory) -> Iterator[LiveServer]:
     env.update(NEWSLETTER_DEBUG="1", NEWSLETTER_INSTANCE_DIR=str(instance),
                NEWSLETTER_BASE_URL=url, NEWSLETTER_MAIL_TRANSPORT="file",
                NEWSLETTER_SEND_IN_WEB="1")
+    env.update(settings)
     _newsletter("db", "upgrade", env=env)
     _newsletter("seed-demo", "--if-empty", env=env)
 
@@ -148,6 +150,14 @@ def live_server(tmp_path_factory) -> Iterator[LiveServer]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory) -> Iterator[LiveServer]:
+    """A fresh instance served on a free loopback port, with the sender in the web process
+    as under ``make run`` (it sends the queued account mail) and mail written to files."""
+    with serve_instance(tmp_path_factory.mktemp("browser")) as server:
+        yield server
 
 
 # -- the browser ---------------------------------------------------------------------------

@@ -81,6 +81,7 @@ def register(app) -> None:
         accounts,
         auth,
         composer,
+        content,
         dashboard,
         editions,
         outbox,

@@ -19,8 +19,8 @@
           if (eta) { eta.textContent = p.eta_seconds ? p.eta_seconds + " s" : "—"; }
           var bar = box.querySelector("progress");
           if (bar) { bar.value = p.percent; }
-          var st = document.getElementById("edition-status");
-          if (st) { st.textContent = p.status; }
+          // A new status brings other buttons (resume, not pause): show the page anew.
+          if (p.status !== box.getAttribute("data-status")) { window.location.reload(); return; }
           if (p.open > 0 || p.status === "starting" || p.status === "scheduled") { setTimeout(tick, 2000); }
         })
         .catch(function () { setTimeout(tick, 5000); });

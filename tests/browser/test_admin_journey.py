@@ -1,0 +1,232 @@
+"""An editor's day in a real browser against the app served as ``make run`` serves it, but
+sending through a real local SMTP server: sign in, write a special edition for one topic,
+preview it, send a test, send it, pause and resume it and watch progress reach 100 %; a
+viewer who cannot send; an account locked after five wrong passwords. Every admin page is
+photographed at 375 and 1280 px (``test-artifacts/browser/admin-*.png``)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import ACTION_TIMEOUT_MS, ROOT, LiveServer, serve_instance
+from tests.support.smtp import SMTPTestServer
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+TOPIC = "ai-policy-and-safety"
+TOPIC_NAME = "AI policy and safety"
+EXTRA_READERS = 240
+VIEWER = "viewer@news.example"
+VIEWER_PASSWORD = "read-only lantern orchard"  # noqa: S105
+SMTP_DELAY = 0.02  # seconds per message: the edition takes a few seconds, so it can pause
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SMTPTestServer]:
+    server = SMTPTestServer()
+
+    def slow(received):
+        time.sleep(SMTP_DELAY)
+        return None
+
+    server.reply = slow
+    with server:
+        yield server
+
+
+def _add_readers(server: LiveServer, count: int) -> None:
+    """Confirmed readers of TOPIC, written into the instance's database in this process."""
+    from newsletter import create_app
+    from newsletter.db import db
+    from tests.factories_readers import make_reader
+
+    app = create_app({"DEBUG": True, "INSTANCE_DIR": str(server.instance),
+                      "BASE_URL": server.url})
+    with app.app_context():
+        for n in range(count):
+            make_reader(f"reader{n:04d}@example.com", topics=(TOPIC,))
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def admin_server(tmp_path_factory, smtp) -> Iterator[tuple[LiveServer, str]]:
+    """The instance, its demo owner's password, a viewer, and EXTRA_READERS more readers."""
+    with serve_instance(tmp_path_factory.mktemp("admin"), NEWSLETTER_MAIL_TRANSPORT="smtp",
+                        NEWSLETTER_SMTP_URL=smtp.url) as server:
+        printed = server.newsletter("admin", "demo")
+        password = re.search(r"with password (\S+)", printed)[1]
+        created = subprocess.run(
+            [sys.executable, "-m", "newsletter.cli", "admin", "create", VIEWER, "--role",
+             "viewer"], env=server.env, cwd=ROOT, input=VIEWER_PASSWORD + "\n",
+            capture_output=True, text=True, timeout=60)
+        assert created.returncode == 0, created.stderr
+        _add_readers(server, EXTRA_READERS)
+        yield server, password
+
+
+@pytest.fixture
+def admin_page(chromium, admin_server) -> Iterator[Page]:
+    server, _ = admin_server
+    context = chromium.new_context(locale="en-GB", viewport={"width": 1280, "height": 800},
+                                   base_url=server.url, timezone_id="Europe/Paris")
+    context.set_default_timeout(ACTION_TIMEOUT_MS)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def _screenshots(page: Page, name: str) -> None:
+    """Full-page screenshots at phone and desktop widths; neither may scroll sideways."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for width in (375, 1280):
+        page.set_viewport_size({"width": width, "height": 800})
+        # The whole page inside the viewport: Chromium leaves sandboxed frames (the email
+        # previews) blank in a full-page shot when they start below the fold.
+        height = page.evaluate("document.documentElement.scrollHeight")
+        page.set_viewport_size({"width": width, "height": min(max(height, 800), 6000)})
+        page.screenshot(path=ARTIFACTS / f"admin-{name}-{width}.png", full_page=True)
+        scroll_width = page.evaluate("document.documentElement.scrollWidth")
+        assert scroll_width <= width, f"{name} scrolls sideways at {width} px ({scroll_width} px)"
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+
+def _sign_in(page: Page, email: str, password: str) -> None:
+    page.goto("/admin/")
+    expect(page).to_have_url(re.compile(r"/admin/login"))
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def _percent(page: Page) -> int:
+    return int(page.locator('[data-field="percent"]').inner_text())
+
+
+def _sent(page: Page) -> int:
+    return int(page.locator('[data-field="sent"]').inner_text().replace(",", ""))
+
+
+def test_an_editor_writes_previews_tests_sends_pauses_and_resumes(admin_page, admin_server,
+                                                                  smtp):
+    server, password = admin_server
+    page = admin_page
+    page.goto("/admin/login")
+    _screenshots(page, "01-sign-in")
+    _sign_in(page, "owner@example.com", password)
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    _screenshots(page, "02-dashboard")
+
+    # Write: the recipient count follows the ticked topic without a reload.
+    page.get_by_role("link", name="Write", exact=True).click()
+    page.get_by_label("Subject").fill("Breaking: a frontier model is released")
+    page.get_by_label("Body in Markdown").fill(
+        "A short **breaking** note.\n\n<script>alert('x')</script>\n\n"
+        "[Read the source](https://news.example/model)")
+    page.get_by_label(TOPIC_NAME).check()
+    count = page.locator("#recipient-count")
+    expect(count).to_have_text(re.compile(r"^\d[\d,]*$"))
+    recipients = int(count.inner_text().replace(",", ""))
+    assert recipients >= EXTRA_READERS
+    page.get_by_role("button", name="Save draft").click()
+    expect(page.get_by_role("heading", name="Edit draft")).to_be_visible()
+
+    # The previews show the edition as readers will see it, and no script survived.
+    desktop = page.frame_locator("iframe[title='Desktop preview']")
+    expect(desktop.get_by_text("A short breaking note.", exact=True)).to_be_visible()
+    assert "<script" not in page.frame_locator("iframe[title='Mobile preview']").locator(
+        "body").inner_html()
+    _screenshots(page, "03-composer")
+    text_url = page.get_by_role("link", name="Text version").get_attribute("href")
+    text_version = page.request.get(text_url).text()
+    assert "breaking" in text_version and "<script" not in text_version
+
+    # A test goes to one address only, marked as a test.
+    before = len(smtp.messages)
+    page.get_by_label("Send a test to").fill("proof@news.example")
+    page.get_by_role("button", name="Send test").click()
+    expect(page.get_by_role("status")).to_contain_text("proof@news.example")
+    assert len(smtp.messages) == before + 1
+    test_message = smtp.messages[-1]
+    assert test_message.rcpt_tos == ["proof@news.example"]
+    assert test_message.message["Subject"].startswith("[Test] Breaking")
+
+    # The confirmation states the number; sending starts at once.
+    page.get_by_role("link", name="Send or schedule…").click()
+    expect(page.locator("#confirm-count")).to_have_text(f"{recipients:,}")
+    _screenshots(page, "04-confirm-send")
+    page.get_by_role("button", name=re.compile(r"^Send to ")).click()
+    expect(page.get_by_role("heading", name="Progress")).to_be_visible()
+
+    # Pause while it sends: the count stops moving short of everyone.
+    pause = page.get_by_role("button", name="Pause")
+    deadline = time.monotonic() + 10
+    while not pause.is_visible() and time.monotonic() < deadline:
+        page.reload()
+    pause.click()
+    expect(page.locator("#edition-status")).to_contain_text("paused")
+    time.sleep(2.5)  # messages in flight finish; the sender notices the pause within 1 s
+    page.reload()
+    paused_at = _sent(page)
+    time.sleep(1.5)
+    page.reload()
+    assert _sent(page) == paused_at < recipients
+    _screenshots(page, "05-edition-paused")
+
+    # Resume; the page updates by itself until everyone has it.
+    page.get_by_role("button", name="Resume").click()
+    expect(page.locator('[data-field="percent"]')).to_have_text("100", timeout=60_000)
+    assert _sent(page) == recipients
+    _screenshots(page, "06-edition-sent")
+    delivered = [m for m in smtp.messages if m.message["Subject"] ==
+                 "Breaking: a frontier model is released"]
+    addresses = [m.rcpt_tos[0] for m in delivered]
+    assert len(addresses) == len(set(addresses)) == recipients  # everyone once, nobody twice
+
+    # Every other page, photographed.
+    for name, path in (("07-editions", "/admin/editions"), ("08-content", "/admin/content"),
+                       ("09-topics", "/admin/topics"), ("10-accounts", "/admin/accounts"),
+                       ("11-audit-log", "/admin/audit"), ("12-account", "/admin/account")):
+        page.goto(path)
+        expect(page.locator("h1")).to_be_visible()
+        _screenshots(page, name)
+    page.goto("/admin/audit")
+    expect(page.get_by_role("main")).to_contain_text("paused edition")
+
+
+def test_a_viewer_sees_the_edition_but_cannot_send_or_pause(admin_page, admin_server):
+    page = admin_page
+    _sign_in(page, VIEWER, VIEWER_PASSWORD)
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    expect(page.get_by_role("link", name="Write", exact=True)).to_have_count(0)
+    page.goto("/admin/editions")
+    page.get_by_role("link", name="Breaking: a frontier model is released").click()
+    expect(page.get_by_role("heading", name="Progress")).to_be_visible()
+    expect(page.get_by_role("button", name="Pause")).to_have_count(0)
+    expect(page.get_by_role("button", name="Cancel")).to_have_count(0)
+    # Forcing the request from the page does not help: the server refuses the role.
+    status = page.evaluate("""async () => {
+        const r = await fetch('/admin/editions/new');
+        return r.status; }""")
+    assert status == 403
+    page.goto("/admin/editions/new")
+    expect(page.locator("body")).to_contain_text("may not")
+    _screenshots(page, "13-viewer-refused")
+
+
+def test_five_wrong_passwords_lock_the_account(admin_page):
+    page = admin_page
+    for attempt in range(5):
+        _sign_in(page, VIEWER, f"not the password {attempt}")
+    expect(page.get_by_role("alert")).to_contain_text("locked")
+    _sign_in(page, VIEWER, VIEWER_PASSWORD)  # the right password waits for the lock too
+    expect(page.get_by_role("alert")).to_contain_text("locked")
+    _screenshots(page, "14-locked")

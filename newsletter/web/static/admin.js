@@ -16,7 +16,7 @@
             if (el) { el.textContent = fmt(p[k]); }
           });
           var eta = box.querySelector('[data-field="eta"]');
-          if (eta) { eta.textContent = p.eta_seconds ? p.eta_seconds + " s" : "—"; }
+          if (eta) { eta.textContent = p.eta_seconds && p.status === "sending" ? p.eta_seconds + " s" : "—"; }
           var bar = box.querySelector("progress");
           if (bar) { bar.value = p.percent; }
           // A new status brings other buttons (resume, not pause): show the page anew.

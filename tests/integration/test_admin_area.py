@@ -198,3 +198,20 @@ def test_the_outbox_viewer_shows_what_the_file_transport_wrote(app, client, topi
     message = client.get(f"/admin/outbox/{name}").get_data(as_text=True)
     assert "List-Unsubscribe" in message and "Hello readers" in message
     assert client.get("/admin/outbox/..%2F..%2Fetc%2Fpasswd").status_code == 404
+
+
+def test_a_token_from_an_earlier_session_is_stale(client, topics):
+    make_admin()
+    sign_in(client)
+    old_token = csrf(client, "/admin/editions/new")
+    client.post("/admin/logout", data={"csrf_token": old_token})
+    sign_in(client)
+    response = client.post("/admin/editions/new", data={
+        "subject": "Hi", "markdown": "Body", "tier": "all", "csrf_token": old_token})
+    assert response.status_code == 400
+    assert db.session.scalar(select(func.count(Edition.id))) == 0
+    fresh = csrf(client, "/admin/editions/new")
+    assert fresh != old_token
+    assert client.post("/admin/editions/new", data={
+        "subject": "Hi", "markdown": "Body", "tier": "all", "csrf_token": fresh}
+    ).status_code == 303

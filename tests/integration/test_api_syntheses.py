@@ -220,4 +220,6 @@ def test_the_api_blueprint_has_every_route_under_api_v1(app):
         ("api.create_subscriber", "/api/v1/subscribers", "POST"),
         ("api.get_subscriber", "/api/v1/subscribers/<int:reader_id>", "GET"),
         ("api.delete_subscriber", "/api/v1/subscribers/<int:reader_id>", "DELETE"),
+        ("api.create_edition", "/api/v1/editions", "POST"),
+        ("api.get_edition", "/api/v1/editions/<int:edition_id>", "GET"),
     }

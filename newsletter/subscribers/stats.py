@@ -2,8 +2,8 @@
 new and lost readers per day, and today's readers by topic and tier.
 
 A reader counts from the day they confirmed until the day they left (unsubscribed or were
-erased). Topic series use the topics readers follow now: a topic change is not dated, so a
-reader who moved between topics counts under the new one for the whole window.
+erased). Topic and tier series use the topics and plan readers have now: a change of either
+is not dated, so a reader who moved counts under the new one for the whole window.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ class Series:
     lost: list[int]
 
 
-def _series(now: datetime, days: int, topic_id: int | None = None) -> Series:
+def _series(now: datetime, days: int, topic_id: int | None = None,
+            plan: str | None = None) -> Series:
     start_day = now.date() - timedelta(days=days - 1)
     start = datetime.combine(start_day, datetime.min.time(), tzinfo=now.tzinfo)
     base = select(Reader.confirmed_at, Reader.unsubscribed_at).where(
@@ -38,6 +39,9 @@ def _series(now: datetime, days: int, topic_id: int | None = None) -> Series:
         member = and_(ReaderTopic.reader_id == Reader.id, ReaderTopic.topic_id == topic_id)
         base = base.join(ReaderTopic, member)
         count = count.join(ReaderTopic, member)
+    if plan is not None:
+        base = base.where(Reader.plan == plan)
+        count = count.where(Reader.plan == plan)
     before = db.session.scalar(count) or 0
     # Only readers who joined or left inside the window are read, whatever the list's size.
     rows = db.session.execute(base.where(
@@ -58,6 +62,11 @@ def _series(now: datetime, days: int, topic_id: int | None = None) -> Series:
 
 def readers_over_time(now: datetime, days: int = 30) -> Series:
     return _series(now, days)
+
+
+def paying_over_time(now: datetime, days: int = 30) -> Series:
+    """Readers on the paid plan now, over the window (a plan change is not dated either)."""
+    return _series(now, days, plan="paid")
 
 
 def topics_over_time(now: datetime, days: int = 30) -> dict[str, Series]:

@@ -41,8 +41,9 @@ def chart(name: str):
     now = utcnow()
     if name == "readers":
         s = reading.readers_over_time(now, DAYS)
+        paying = reading.paying_over_time(now, DAYS)
         svg = charts.line(f"Readers, last {DAYS} days", [_label(d) for d in s.days],
-                          {"Readers": s.readers})
+                          {"All readers": s.readers, "Paying": paying.readers})
     elif name == "joined-left":
         s = reading.readers_over_time(now, DAYS)
         svg = charts.bars("New and lost readers per day", [_label(d) for d in s.days],

@@ -313,3 +313,40 @@ def finish_config(config: dict[str, Any]) -> dict[str, Any]:
             "refusing to start: NEWSLETTER_POSTAL_ADDRESS is unset or the placeholder; every "
             "email must carry the publication's real postal address (CAN-SPAM)")
     return config
+
+
+# -- the settings as an owner may see them ------------------------------------------------
+
+_HIDDEN_WORDS = ("SECRET", "PASSWORD", "SIGNING_KEY", "SUPPRESSION_KEY", "TOKEN")
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@",
+                           re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ShownSetting:
+    env: str
+    value: str
+    is_default: bool
+    help: str
+
+
+def _shown(value: Any) -> str:
+    if value is None or value == "" or value == []:
+        return "—"
+    if isinstance(value, list | tuple):
+        value = ", ".join(str(item) for item in value)
+    return _URL_PASSWORD.sub(r"\g<scheme>\g<user>:•••@", str(value))
+
+
+def settings_for_display(config: Mapping[str, Any]) -> list[ShownSetting]:
+    """Every setting with the value in effect, for the owners' settings page: secrets are
+    only said to be set or not, and passwords inside URLs are masked."""
+    shown = []
+    for setting in SETTINGS:
+        value = config.get(setting.key)
+        if any(word in setting.key for word in _HIDDEN_WORDS):
+            text = "set (hidden)" if value else "not set"
+        else:
+            text = _shown(value)
+        shown.append(ShownSetting(setting.env, text, value == setting.default, setting.help))
+    return shown

@@ -23,6 +23,7 @@ class Permission(StrEnum):
     ERASE = "erase"                  # erase a reader for good
     ACCOUNTS = "accounts"            # admin accounts and API tokens
     AUDIT = "audit"                  # read the audit log
+    SETTINGS = "settings"            # see the settings in effect
 
 
 _EDITOR = {Permission.READ, Permission.COMPOSE, Permission.SEND, Permission.CONTENT,

@@ -215,3 +215,20 @@ def test_a_token_from_an_earlier_session_is_stale(client, topics):
     assert client.post("/admin/editions/new", data={
         "subject": "Hi", "markdown": "Body", "tier": "all", "csrf_token": fresh}
     ).status_code == 303
+
+
+def test_owners_see_the_settings_with_secrets_hidden(app, client):
+    app.config["SMTP_URL"] = "smtp://mailer:hunter2-relay@relay.example:587"
+    app.config["POSTMARK_WEBHOOK_PASSWORD"] = "pm-webhook-secret"
+    make_admin("editor@news.example", "editor")
+    sign_in(client)
+    assert client.get("/admin/settings").status_code == 403
+    make_admin("owner@news.example", "owner")
+    owner = app.test_client()
+    sign_in(owner, "owner@news.example")
+    page = owner.get("/admin/settings").get_data(as_text=True)
+    assert "NEWSLETTER_PUBLICATION_NAME" in page and "Modelwire" in page
+    assert "smtp://mailer:•••@relay.example:587" in page
+    for secret in ("hunter2-relay", "pm-webhook-secret", app.config["SECRET_KEY"]):
+        assert secret not in page
+    assert page.count("set (hidden)") >= 3  # secret key, secret keys, webhook password

@@ -85,6 +85,7 @@ def register(app) -> None:
         dashboard,
         editions,
         outbox,
+        settings,
     )
 
     app.register_blueprint(bp)

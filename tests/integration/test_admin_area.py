@@ -232,3 +232,17 @@ def test_owners_see_the_settings_with_secrets_hidden(app, client):
     for secret in ("hunter2-relay", "pm-webhook-secret", app.config["SECRET_KEY"]):
         assert secret not in page
     assert page.count("set (hidden)") >= 3  # secret key, secret keys, webhook password
+
+
+def test_an_older_synthesis_picked_for_a_draft_stays_picked(client, topics):
+    from tests.factories import make_synthesis
+
+    make_admin()
+    sign_in(client)
+    oldest = make_synthesis(title="An old synthesis", published_at="2020-01-01T00:00:00+00:00")
+    for n in range(41):
+        make_synthesis(title=f"Newer synthesis {n}")
+    edition_id = _draft(client, markdown="", synthesis=str(oldest.id),
+                        topics="ai-policy-and-safety")
+    page = client.get(f"/admin/editions/{edition_id}/edit").get_data(as_text=True)
+    assert re.search(rf'value="{oldest.id}" checked> An old synthesis', page)

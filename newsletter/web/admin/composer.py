@@ -23,7 +23,7 @@ from sqlalchemy import select
 from newsletter.accounts.roles import Permission
 from newsletter.billing.entitlements import TIER_ALL, TIER_PAID, TIERS
 from newsletter.content import service as content
-from newsletter.content.models import Topic
+from newsletter.content.models import Synthesis, Topic
 from newsletter.db import db, utcnow
 from newsletter.delivery import service as sending
 from newsletter.editions import drafts
@@ -57,6 +57,12 @@ def _form() -> dict:
 def _page(edition: Edition | None, fields: dict, errors=None, status: int = 200):
     topics = list(db.session.scalars(select(Topic).order_by(Topic.position, Topic.id)))
     pickable = content.latest_syntheses(PICKABLE)
+    # Syntheses the draft already has stay on the list, however old, so saving keeps them.
+    shown = {s.id for s in pickable}
+    older = [i for i in fields.get("synthesis_ids", []) if i not in shown]
+    if older:
+        pickable = list(db.session.scalars(
+            select(Synthesis).where(Synthesis.id.in_(older)))) + pickable
     count = sending.audience_size(edition) if edition is not None else None
     return render_template("admin/composer.html", edition=edition, fields=fields,
                            errors=errors or [], topics=topics, pickable=pickable,

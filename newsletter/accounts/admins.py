@@ -76,7 +76,8 @@ def password_problem(password: str, email: str = "") -> str | None:
 
 def normalise(email: str) -> str:
     email = (email or "").strip().lower()
-    if "@" not in email or len(email) > 320 or any(c.isspace() for c in email):
+    if "@" not in email or len(email) > 320 or any(
+            c.isspace() or not c.isprintable() for c in email):
         raise AccountError(f"{email[:80]!r} is not an email address")
     return email
 
@@ -128,7 +129,9 @@ def check_password(email: str, password: str, now: datetime | None = None) -> Si
     """The first step of signing in. Raises :class:`LockedOut` while the account is locked
     (the password is not even checked), :class:`SignInRefused` otherwise."""
     now = now or utcnow()
-    admin = find_admin(email) if len(email or "") <= 320 else None
+    # PostgreSQL refuses NUL in a query parameter: such an address is no admin's.
+    admin = find_admin(email) if len(email or "") <= 320 and "\0" not in (email or "") \
+        else None
     password = (password or "")[:PASSWORD_MAX + 1]
     if admin is None or admin.disabled_at is not None:
         check_password_hash(_DUMMY_HASH, password)

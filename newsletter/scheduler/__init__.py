@@ -56,6 +56,9 @@ def build_scheduler(app: Flask, *, poll_seconds: float = 10.0,
                       id="heartbeat", name="worker heartbeat", next_run_time=now)
     scheduler.add_job(jobs.housekeeping, "interval", hours=1, args=[app], id="housekeeping",
                       name="housekeeping", next_run_time=now)
+    # An editor watches a big import's page: looked for every 5 s (one indexed query).
+    scheduler.add_job(jobs.run_reader_imports, "interval", seconds=5, args=[app],
+                      id="run-reader-imports", name="run reader imports", next_run_time=now)
     return scheduler
 
 

@@ -90,3 +90,16 @@ def housekeeping(app: Flask) -> None:
             log.info("housekeeping: %d unconfirmed address(es) deleted, %d tracking "
                      "event(s) pruned, %d account-mail record(s) deleted", expired, pruned,
                      finished)
+
+
+def run_reader_imports(app: Flask) -> None:
+    """Run the CSV imports of readers waiting for a worker (claimed one at a time), and
+    delete uploaded files nobody started within a day."""
+    from newsletter.subscribers.imports import prune_abandoned, run_due
+    from newsletter.wiring import reader_services
+
+    with app.app_context():
+        ran = run_due(reader_services())
+        pruned = prune_abandoned(utcnow())
+        if ran or pruned:
+            log.info("reader imports: %d run, %d abandoned upload(s) deleted", ran, pruned)

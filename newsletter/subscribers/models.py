@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     func,
     select,
@@ -218,3 +219,65 @@ class AccountMail(Base):
         Index("ix_account_mail_due", "status", "next_attempt_at"),
         Index("ix_account_mail_reader_id", "reader_id"),
     )
+
+
+class ImportStatus(StrEnum):
+    """Where a CSV import of readers stands (``subscribers.imports``)."""
+
+    UPLOADED = "uploaded"  # the file is stored; its columns are not mapped yet
+    QUEUED = "queued"      # mapped, waiting for a worker (or the request, when small)
+    RUNNING = "running"    # claimed by one worker until ``lease_until``
+    DONE = "done"          # every line handled; the file is deleted, the report stays
+    FAILED = "failed"      # stopped by an error the report names
+
+
+class ImportJob(Base):
+    """One CSV import of readers: the uploaded file (kept in the row, so a worker on any
+    machine can read it, and deleted once done), its column mapping, its progress and its
+    counts. The lines it skipped are :class:`ImportProblem` rows."""
+
+    __tablename__ = "reader_imports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    admin_id: Mapped[int | None] = mapped_column(
+        ForeignKey("admins.id", ondelete="SET NULL"), nullable=True)
+    admin_email: Mapped[str] = mapped_column(String(320))  # who, still readable if gone
+    filename: Mapped[str] = mapped_column(String(200), default="")
+    # Deferred: loaded only by the code that reads the file, never by lists and pages.
+    data: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    encoding: Mapped[str] = mapped_column(String(10), default="utf-8")
+    delimiter: Mapped[str] = mapped_column(String(1), default=",")
+    has_header: Mapped[bool] = mapped_column(Boolean, default=True)
+    total_rows: Mapped[int] = mapped_column(Integer, default=0)
+    mapping: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    topics: Mapped[list[str]] = mapped_column(JSON, default=list)
+    consent_source: Mapped[str] = mapped_column(String(300), default="")
+    status: Mapped[str] = mapped_column(String(10), default=ImportStatus.UPLOADED.value)
+    claim: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    rows_done: Mapped[int] = mapped_column(Integer, default=0)
+    added: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (Index("ix_reader_imports_status", "status"),)
+
+
+class ImportProblem(Base):
+    """A line of an import that was skipped, and why."""
+
+    __tablename__ = "reader_import_problems"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("reader_imports.id", ondelete="CASCADE"))
+    line: Mapped[int] = mapped_column(Integer)
+    value: Mapped[str] = mapped_column(String(120), default="")
+    reason: Mapped[str] = mapped_column(String(200))
+
+    __table_args__ = (Index("ix_reader_import_problems_job_id_line", "job_id", "line"),)

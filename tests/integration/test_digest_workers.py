@@ -89,13 +89,15 @@ def test_scheduler_has_the_jobs_with_their_misfire_settings(app):
     finally:
         scheduler.shutdown(wait=False)
     assert set(jobs) == {"compose-digests", "start-due-editions", "poll-feeds",
-                         "send-account-mail", "housekeeping", "heartbeat"}
+                         "send-account-mail", "housekeeping", "heartbeat",
+                         "run-reader-imports"}
     for job in jobs.values():
         assert job.coalesce is True and job.max_instances == 1
         assert job.misfire_grace_time is None
     assert jobs["compose-digests"].trigger.interval == timedelta(minutes=1)
     assert jobs["start-due-editions"].trigger.interval == timedelta(seconds=7)
     assert jobs["send-account-mail"].trigger.interval == timedelta(seconds=2)
+    assert jobs["run-reader-imports"].trigger.interval == timedelta(seconds=5)
 
 
 def test_the_worker_sends_a_digest_when_the_readers_time_comes(app, topics):

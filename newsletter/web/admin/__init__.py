@@ -8,9 +8,10 @@ what was done and redirect (POST, redirect, GET), so a reload never repeats an a
 from __future__ import annotations
 
 from functools import wraps
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from flask import Blueprint, abort, g, redirect, request, url_for
+from werkzeug.routing import IntegerConverter
 
 from newsletter.accounts import audit
 from newsletter.accounts.roles import Permission, may
@@ -18,6 +19,21 @@ from newsletter.web.logins import current_admin
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="../templates")
 OPEN_ENDPOINTS = {"admin.login", "admin.login_code"}
+
+
+class AsciiIntegerConverter(IntegerConverter):
+    """``<int:…>`` of ASCII digits, at most 2**31 - 1: werkzeug's ``\\d+`` also matches
+    "١٢" (``int()`` reads it as 12, so one record answered at many addresses), and every
+    record an admin URL names has a 32-bit INTEGER id, which PostgreSQL refuses to compare
+    with a bigger number (a 500). Anything else is not found. A route naming a BigInteger
+    id would pass ``max=…`` of its own."""
+
+    regex = r"[0-9]+"
+
+    def __init__(self, map, fixed_digits: int = 0, min: int | None = None,
+                 max: int | None = 2**31 - 1, signed: bool = False) -> None:
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+        self.regex = r"-?[0-9]+" if signed else r"[0-9]+"
 
 
 @bp.before_request
@@ -68,10 +84,17 @@ def record(action: str, target: str = "", **detail) -> None:
 
 
 def safe_next(value: str | None) -> str:
-    """Where to go after sign-in: a path inside the admin area, never another site."""
+    """Where to go after sign-in: a path inside the admin area, never another site.
+
+    Browsers read ``\\`` as ``/``, ``%2e`` as a dot and resolve ``..``, and a control
+    character cannot go in a header: any of those, and the dashboard it is."""
     value = value or ""
     parts = urlsplit(value)
-    if parts.scheme or parts.netloc or not value.startswith("/admin") or "\\" in value:
+    segments = unquote(parts.path).split("/")
+    if (parts.scheme or parts.netloc or "\\" in value
+            or not (value == "/admin" or value.startswith(("/admin/", "/admin?")))
+            or any(not c.isprintable() or c.isspace() for c in value)
+            or "." in segments or ".." in segments):
         return url_for("admin.dashboard")
     return value
 
@@ -85,7 +108,15 @@ def register(app) -> None:
         dashboard,
         editions,
         outbox,
+        reader_imports,
+        readers,
         settings,
     )
 
-    app.register_blueprint(bp)
+    # The admin rules are built with the ASCII converter; rules made before keep theirs.
+    default_int = app.url_map.converters["int"]
+    app.url_map.converters["int"] = AsciiIntegerConverter
+    try:
+        app.register_blueprint(bp)
+    finally:
+        app.url_map.converters["int"] = default_int

@@ -8,7 +8,7 @@ from newsletter.accounts import admins, audit
 from newsletter.accounts.roles import ROLES, Permission
 from newsletter.db import db, utcnow
 from newsletter.web.admin import bp, record, requires
-from newsletter.web.pagination import page_number
+from newsletter.web.pagination import NO_SUCH_PAGE, page_number
 
 
 @bp.route("/accounts", methods=["GET", "POST"])
@@ -67,5 +67,7 @@ def account_change(admin_id: int):
 def audit_log():
     page = page_number()
     rows, total = audit.entries(page)
+    if page > max(1, -(-total // audit.PAGE)):
+        abort(404, NO_SUCH_PAGE)
     return render_template("admin/audit.html", rows=rows, page=page,
                            pages=max(1, -(-total // audit.PAGE)), total=total)

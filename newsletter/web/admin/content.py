@@ -14,7 +14,7 @@ from newsletter.content.validation import InvalidSynthesis
 from newsletter.db import db
 from newsletter.subscribers import stats as reader_stats
 from newsletter.web.admin import bp, record, requires
-from newsletter.web.pagination import page_number
+from newsletter.web.pagination import NO_SUCH_PAGE, page_number
 
 
 def _synthesis_or_404(synthesis_id: int) -> Synthesis:
@@ -35,16 +35,20 @@ def _topic_or_404(topic_id: int) -> Topic:
 @requires(Permission.READ)
 def syntheses():
     page = page_number()
-    query = request.args.get("q", "")[:200]
+    # PostgreSQL refuses a NUL inside text, and no title holds one
+    query = request.args.get("q", "")[:200].replace("\x00", "")
     status = request.args.get("status", "")
     if status not in {"", *(s.value for s in SynthesisStatus)}:
         abort(400, "The status is draft or published.")
     topic = content.get_topic(request.args.get("topic", "")[:80]) \
         if request.args.get("topic") else None
     found = editing.search_syntheses(query, status or None, topic, page)
+    pages = max(1, -(-found.total // editing.PAGE))
+    if page > pages:
+        abort(404, NO_SUCH_PAGE)
     return render_template("admin/syntheses.html", found=found, q=query, status=status,
                            topic=topic, topics=content.list_topics(), page=page,
-                           pages=max(1, -(-found.total // editing.PAGE)))
+                           pages=pages)
 
 
 @bp.route("/content/<int:synthesis_id>", methods=["GET", "POST"])

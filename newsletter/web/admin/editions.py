@@ -16,7 +16,7 @@ from newsletter.delivery import stats
 from newsletter.editions import service as editions
 from newsletter.editions.models import Edition, EditionKind
 from newsletter.web.admin import bp, record, requires
-from newsletter.web.pagination import page_number
+from newsletter.web.pagination import NO_SUCH_PAGE, page_number
 from newsletter.wiring import mail_setup
 
 PAGE = 25
@@ -39,6 +39,8 @@ def editions_list():
         .order_by(Edition.id.desc()).offset((page - 1) * PAGE).limit(PAGE)))
     total = db.session.scalar(select(func.count(Edition.id)).where(
         Edition.kind == EditionKind.SPECIAL.value)) or 0
+    if page > max(1, -(-total // PAGE)):
+        abort(404, NO_SUCH_PAGE)
     rows = [(e, stats.counts(e.id)) for e in specials]
     return render_template("admin/editions.html", rows=rows, page=page,
                            pages=max(1, -(-total // PAGE)),
@@ -52,7 +54,7 @@ def digest_day(day: str):
         when = date.fromisoformat(day) if len(day) == 10 and day.isascii() else None
     except ValueError:
         when = None
-    if when is None:
+    if when is None or when >= date.max:  # the day after 9999-12-31 does not exist
         abort(404, "A day is written YYYY-MM-DD.")
     start = datetime.combine(when, datetime.min.time(), tzinfo=UTC)
     page = page_number()
@@ -60,6 +62,8 @@ def digest_day(day: str):
                                   Edition.created_at >= start,
                                   Edition.created_at < start + timedelta(days=1))
     total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    if page > max(1, -(-total // 100)):
+        abort(404, NO_SUCH_PAGE)
     found = list(db.session.scalars(query.order_by(Edition.slot_at, Edition.id)
                                     .offset((page - 1) * 100).limit(100)))
     return render_template("admin/digest_day.html", day=when, total=total, page=page,

@@ -48,3 +48,28 @@
     el.value = String(new Date().getTimezoneOffset());
   });
 })();
+// Live progress of a reader import: poll its JSON every 2 s; reload once it has finished,
+// for the report. Without JavaScript the page reloads itself (a <noscript> refresh).
+(function () {
+  "use strict";
+  var box = document.querySelector("[data-import-progress-url]");
+  if (!box || ["queued", "running"].indexOf(box.getAttribute("data-status")) < 0) { return; }
+  var url = box.getAttribute("data-import-progress-url");
+  var tick = function () {
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (p) {
+        if (!p) { setTimeout(tick, 5000); return; }
+        ["done", "percent", "added", "updated", "unchanged", "skipped"].forEach(function (k) {
+          var el = box.querySelector('[data-field="' + k + '"]');
+          if (el) { el.textContent = p[k].toLocaleString("en"); }
+        });
+        var bar = box.querySelector("progress");
+        if (bar) { bar.value = p.percent; }
+        if (p.status !== "queued" && p.status !== "running") { window.location.reload(); return; }
+        setTimeout(tick, 2000);
+      })
+      .catch(function () { setTimeout(tick, 5000); });
+  };
+  setTimeout(tick, 1000);
+})();

@@ -42,71 +42,34 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{tmp}/bench.db"
-        created = _create_pg(url)
+        created = create_pg_database(url)
         try:
             run(Path(tmp), url, args.readers)
         finally:
             if created:
-                _drop_pg(url)
+                drop_pg_database(url)
 
 
 def run(tmp: Path, url: str, n: int) -> None:
-    from flask_migrate import upgrade
-    from sqlalchemy import insert, select, text
+    from sqlalchemy import text
 
-    from newsletter import create_app
-    from newsletter.content.demo import seed_demo
-    from newsletter.content.models import Topic
     from newsletter.db import db
-    from newsletter.delivery.fanout import fan_out, queue_readers
+    from newsletter.delivery.fanout import fan_out
     from newsletter.editions import service as editions
-    from newsletter.editions.digests import compose_due
-    from newsletter.subscribers.models import Reader, ReaderTopic
     from newsletter.wiring import mail_setup
 
-    app = create_app({"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": "bench" * 8,
-                      "INSTANCE_DIR": str(tmp / "instance"), "BASE_URL": "https://news.example"})
+    app = make_app(tmp, url)
     start = datetime(2026, 11, 27, 0, 0, tzinfo=UTC)
     rng = random.Random(5)
     with app.app_context():
-        upgrade()
-        seed_demo(now=start + timedelta(hours=6))
-        topic_ids = {t.slug: t.id for t in db.session.scalars(select(Topic))}
+        prepare_database(start)
         t0 = time.perf_counter()
-        rows, links = [], []
-        for i in range(1, n + 1):
-            rows.append({
-                "id": i, "email": f"reader{i}@bench.example", "email_hash": f"{i:064x}",
-                "plan": "free", "status": "active", "source": "bench",
-                "frequency": "weekly" if i % 10 == 0 else "daily", "weekly_day": 4,
-                "delivery_minute": MINUTES[i % len(MINUTES)], "timezone": ZONES[i % len(ZONES)],
-                "format": "text" if i % 10 == 5 else "html",
-                "created_at": start - timedelta(days=3), "updated_at": start - timedelta(days=3),
-                "confirmed_at": start - timedelta(days=2)})
-            for position, slug in enumerate(rng.sample(FREE_TOPICS, rng.randint(1, 3)), 1):
-                links.append({"reader_id": i, "topic_id": topic_ids[slug],
-                              "position": position})
-        for chunk in range(0, n, 20_000):
-            db.session.execute(insert(Reader), rows[chunk:chunk + 20_000])
-        for chunk in range(0, len(links), 50_000):
-            db.session.execute(insert(ReaderTopic), links[chunk:chunk + 50_000])
-        db.session.commit()
-        print(f"setup: {n:,} readers, {len(links):,} topic links in "
+        links = add_readers(n, start, rng)
+        print(f"setup: {n:,} readers, {links:,} topic links in "
               f"{time.perf_counter() - t0:.1f} s ({db.engine.dialect.name})")
 
         mail = mail_setup()
-        busy, idle = [], []
-        queued = editions_made = 0
-        now = start
-        while now < start + timedelta(hours=24):
-            t = time.perf_counter()
-            result = compose_due(mail, queue=queue_readers, now=now, grace=timedelta(hours=3),
-                                 slot_minutes=15)
-            elapsed = time.perf_counter() - t
-            (busy if result.due else idle).append((elapsed, result.queued))
-            queued += result.queued
-            editions_made += len(result.editions)
-            now += timedelta(minutes=1)
+        busy, idle, queued, editions_made = digest_day(mail, start)
         busy_s = sum(e for e, _ in busy)
         print(f"compose_due every minute for 24 h: {len(busy)} busy minute(s), "
               f"{len(idle)} idle")
@@ -133,7 +96,86 @@ def run(tmp: Path, url: str, n: int) -> None:
         db.session.execute(text("SELECT 1"))
 
 
-def _create_pg(url: str) -> bool:
+# -- setup, shared with the other benchmarks that need a day's digests (bench/admin_pages.py)
+
+def make_app(tmp: Path, url: str):
+    """The app on the database at ``url``, its instance folder in ``tmp``."""
+    from newsletter import create_app
+
+    return create_app({"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": "bench" * 8,
+                       "INSTANCE_DIR": str(tmp / "instance"),
+                       "BASE_URL": "https://news.example"})
+
+
+def prepare_database(start: datetime) -> None:
+    """The schema (by the migrations) and the demo content published around ``start``
+    (in an app context)."""
+    from flask_migrate import upgrade
+
+    from newsletter.content.demo import seed_demo
+
+    upgrade()
+    seed_demo(now=start + timedelta(hours=6))
+
+
+def add_readers(n: int, start: datetime, rng: random.Random) -> int:
+    """Insert readers 1…N, set-based and committed: confirmed two days before ``start``, in
+    6 timezones at 4 local times each (10 % weekly, 10 % text only), each following 1 to 3
+    of the 5 free topics in their own order. Returns the number of topic links."""
+    from sqlalchemy import insert, select
+
+    from newsletter.content.models import Topic
+    from newsletter.db import db
+    from newsletter.subscribers.models import Reader, ReaderTopic
+
+    topic_ids = {t.slug: t.id for t in db.session.scalars(select(Topic))}
+    rows, links = [], []
+    for i in range(1, n + 1):
+        rows.append({
+            "id": i, "email": f"reader{i}@bench.example", "email_hash": f"{i:064x}",
+            "plan": "free", "status": "active", "source": "bench",
+            "frequency": "weekly" if i % 10 == 0 else "daily", "weekly_day": 4,
+            "delivery_minute": MINUTES[i % len(MINUTES)], "timezone": ZONES[i % len(ZONES)],
+            "format": "text" if i % 10 == 5 else "html",
+            "created_at": start - timedelta(days=3), "updated_at": start - timedelta(days=3),
+            "confirmed_at": start - timedelta(days=2)})
+        for position, slug in enumerate(rng.sample(FREE_TOPICS, rng.randint(1, 3)), 1):
+            links.append({"reader_id": i, "topic_id": topic_ids[slug],
+                          "position": position})
+    for chunk in range(0, n, 20_000):
+        db.session.execute(insert(Reader), rows[chunk:chunk + 20_000])
+    for chunk in range(0, len(links), 50_000):
+        db.session.execute(insert(ReaderTopic), links[chunk:chunk + 50_000])
+    db.session.commit()
+    return len(links)
+
+
+def digest_day(mail, start: datetime) -> tuple[list, list, int, int]:
+    """Run the digest job (``compose_due``) once a minute for 24 hours of simulated time
+    from ``start``, exactly as the worker calls it. Returns ``(busy, idle, queued,
+    editions made)``: busy and idle are lists of ``(seconds, deliveries queued)`` per
+    minute, split by whether any reader was due."""
+    from newsletter.delivery.fanout import queue_readers
+    from newsletter.editions.digests import compose_due
+
+    busy, idle = [], []
+    queued = editions_made = 0
+    now = start
+    while now < start + timedelta(hours=24):
+        t = time.perf_counter()
+        result = compose_due(mail, queue=queue_readers, now=now, grace=timedelta(hours=3),
+                             slot_minutes=15)
+        elapsed = time.perf_counter() - t
+        (busy if result.due else idle).append((elapsed, result.queued))
+        queued += result.queued
+        editions_made += len(result.editions)
+        now += timedelta(minutes=1)
+    return busy, idle, queued, editions_made
+
+
+def create_pg_database(url: str) -> bool:
+    """Create the PostgreSQL database ``url`` names (it must not exist); False, doing
+    nothing, for any other kind of database."""
     if not url.startswith("postgresql"):
         return False
     import psycopg
@@ -144,7 +186,8 @@ def _create_pg(url: str) -> bool:
     return True
 
 
-def _drop_pg(url: str) -> None:
+def drop_pg_database(url: str) -> None:
+    """Drop the database :func:`create_pg_database` made, closing its connections."""
     import psycopg
 
     base, _, name = url.rpartition("/")

@@ -14,13 +14,18 @@ def at_once(app_config: dict, step: Callable[[], Any], workers: int = 3) -> list
 
     barrier = threading.Barrier(workers, timeout=30)
     results: list[Any] = []
+    # The apps are made one after another, here: what races is the step. (CPython 3.11's
+    # ast.parse, which werkzeug calls to compile each URL rule, is not thread-safe: apps
+    # made in threads at once fail now and then with "AST constructor recursion depth
+    # mismatch".)
+    apps = [create_app(app_config) for _ in range(workers)]
 
-    def worker():
-        with create_app(app_config).app_context():
+    def worker(app):
+        with app.app_context():
             barrier.wait()
             results.append(step())
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
+    threads = [threading.Thread(target=worker, args=(app,), daemon=True) for app in apps]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -201,8 +201,102 @@ def test_an_editor_writes_previews_tests_sends_pauses_and_resumes(admin_page, ad
         page.goto(path)
         expect(page.locator("h1")).to_be_visible()
         _screenshots(page, name)
+    page.goto("/admin/content")
+    page.locator("table tbody tr a").first.click()
+    expect(page.get_by_label("Title", exact=True)).to_be_visible()
+    _screenshots(page, "08b-synthesis-edit")
+    page.goto("/admin/editions")
+    digest_days = page.locator("a[href*='/admin/editions/digests/']")
+    if digest_days.count():
+        digest_days.first.click()
+    else:  # no digest has gone out on this instance yet: today's page says so
+        page.goto(f"/admin/editions/digests/{time.strftime('%Y-%m-%d', time.gmtime())}")
+    expect(page.locator("h1")).to_contain_text("Digest")
+    _screenshots(page, "07b-digest-day")
     page.goto("/admin/audit")
     expect(page.get_by_role("main")).to_contain_text("paused edition")
+
+
+IMPORTED = 10_000
+
+
+def _import_file(path) -> dict[int, str]:
+    """A CSV of IMPORTED good lines with broken ones among them, written to ``path``; the
+    broken lines' numbers and the start of what the report must say about each."""
+    lines = ["Email address,Name,Interests"]
+    broken: dict[int, str] = {}
+    for i in range(IMPORTED):
+        lines.append(f"imported{i:05d}@example.org,Reader {i},models-and-research")
+        if i % 2500 == 7:
+            lines.append(f"nobody{i}@,Nobody,models-and-research")
+            broken[len(lines)] = "invalid address"
+        if i % 2500 == 8:
+            lines.append(f"short{i}@example.org")
+            broken[len(lines)] = "has 1 field; the first line has 3"
+    lines.append("imported00003@example.org,Again,models-and-research")
+    broken[len(lines)] = "duplicate of line 5"
+    lines.append("=HYPERLINK(\"http://evil.example\"),Formula,models-and-research")
+    broken[len(lines)] = "invalid address"
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    return broken
+
+
+def test_an_owner_imports_ten_thousand_readers_and_finds_suppresses_and_exports_them(
+        admin_page, admin_server, tmp_path):
+    server, password = admin_server
+    page = admin_page
+    _sign_in(page, "owner@example.com", password)
+    page.get_by_role("link", name="Readers", exact=True).click()
+    expect(page.get_by_role("heading", name="Readers")).to_be_visible()
+    page.get_by_label("Address contains").fill("reader0007")
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_role("main")).to_contain_text("1 reader match")
+    _screenshots(page, "16-readers")
+    page.get_by_role("link", name="reader0007@example.com").click()
+    expect(page.get_by_role("heading", name="Consent history")).to_be_visible()
+    expect(page.get_by_role("heading", name="Deliveries")).to_be_visible()
+    page.get_by_label("Why suppress this address?").fill("Asked us by phone to stop")
+    page.get_by_role("button", name="Suppress").click()
+    expect(page.get_by_role("main")).to_contain_text("Suppressed: no list mail goes")
+    _screenshots(page, "17-reader")
+    page.goto("/admin/readers/suppressions")
+    expect(page.get_by_role("main")).to_contain_text("reader0007@example.com")
+    _screenshots(page, "18-suppression-list")
+
+    broken = _import_file(tmp_path / "conference.csv")
+    page.goto("/admin/readers/import")
+    _screenshots(page, "19-import-upload")
+    page.get_by_label("CSV file").set_input_files(tmp_path / "conference.csv")
+    page.get_by_role("button", name="Upload").click()
+    expect(page.get_by_role("heading", name="2. Say which column is which")).to_be_visible()
+    lines = IMPORTED + len(broken)
+    expect(page.get_by_role("main")).to_contain_text(f"{lines:,} lines of readers")
+    page.get_by_label("Topics (slugs or names").select_option(label="3. Interests")
+    # The consent source is required: the browser stops an empty one, the server too.
+    page.get_by_role("button", name=f"Import {lines:,} lines").click()
+    expect(page.get_by_role("heading", name="2. Say which column is which")).to_be_visible()
+    page.get_by_label("Where and how did these people agree").fill(
+        "Signup sheet at the 2026 conference")
+    _screenshots(page, "20-import-mapping")
+    page.get_by_role("button", name=f"Import {lines:,} lines").click()
+    # The worker imports it; the page follows without a reload.
+    expect(page.get_by_role("heading", name="Report")).to_be_visible(timeout=120_000)
+    expect(page.locator('[data-field="added"]')).to_have_text(f"{IMPORTED:,}")
+    expect(page.locator('[data-field="skipped"]')).to_have_text(str(len(broken)))
+    rows = page.locator("table tbody tr")
+    expect(rows).to_have_count(len(broken))
+    for line, reason in broken.items():
+        row = rows.filter(has=page.locator("td", has_text=re.compile(rf"^{line:,}$")))
+        expect(row).to_contain_text(reason)
+    _screenshots(page, "21-import-report")
+
+    page.goto("/admin/readers?q=imported0000")
+    expect(page.get_by_role("main")).to_contain_text("10 readers match")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export these as CSV").click()
+    exported = download.value.path().read_text().splitlines()
+    assert len(exported) == 11 and exported[0].startswith("email,")
+    assert all("imported0000" in line for line in exported[1:])
 
 
 def test_a_viewer_sees_the_edition_but_cannot_send_or_pause(admin_page, admin_server):

@@ -25,6 +25,7 @@ from newsletter.subscribers.models import (
     ReaderStatus,
     ReaderTopic,
     Suppression,
+    SuppressionReason,
 )
 from newsletter.subscribers.preferences import valid_timezone
 from newsletter.subscribers.service import ReaderServices
@@ -193,7 +194,10 @@ def apply_chunk(services: ReaderServices, job: ImportJob, part: list[Skip | Row]
             reason = suppressed.get(hashes[row.email])
             found = known.get(row.email)
             if reason:
-                skipped.append((row.line, row.email, f"suppressed ({reason.replace('_', ' ')}):"
+                # An erasure is not named: that the person was once a reader is theirs.
+                said = "on the suppression list" if reason == SuppressionReason.ERASED.value \
+                    else reason.replace("_", " ")
+                skipped.append((row.line, row.email, f"suppressed ({said}):"
                                 " only the person can subscribe again"))
             elif found is None:
                 new.append(row)

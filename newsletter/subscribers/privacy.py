@@ -5,10 +5,16 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 
 from newsletter.db import db, utcnow
-from newsletter.subscribers.models import ConsentEvent, Reader, ReaderStatus, SuppressionReason
+from newsletter.subscribers.models import (
+    ConsentEvent,
+    ImportProblem,
+    Reader,
+    ReaderStatus,
+    SuppressionReason,
+)
 from newsletter.subscribers.outbox import forget_reader
 from newsletter.subscribers.service import (
     Actor,
@@ -54,10 +60,13 @@ def erase_reader(services: ReaderServices, reader: Reader, actor: Actor) -> None
     """Erase the reader's personal data; keep a keyed hash so no import can bring it back.
 
     The row stays (status ``erased``, no address) with its consent events stripped of IP and
-    user agent, so aggregate counts survive.
+    user agent, so aggregate counts survive. Lines of import reports that hold the address
+    go too (the report keeps its counts).
     """
     if reader.email:
         suppress(services, reader.email, SuppressionReason.ERASED)
+        db.session.execute(delete(ImportProblem).where(
+            func.lower(ImportProblem.value) == reader.email.lower()))
     reader.followed = []
     forget_reader(reader.id)
     reader.email = None

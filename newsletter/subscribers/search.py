@@ -45,6 +45,8 @@ def make_filter(query: str = "", status: str = "", topic_slug: str = "") -> Read
         raise BadFilter(f"The status is one of {', '.join(STATUSES)}.")
     topic = None
     if topic_slug:
+        if not topic_slug.isprintable():  # a NUL, which PostgreSQL refuses, or worse
+            raise BadFilter("There is no such topic.")
         topic = db.session.scalar(select(Topic).where(Topic.slug == topic_slug[:80]))
         if topic is None:
             raise BadFilter("There is no such topic.")

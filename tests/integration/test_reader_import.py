@@ -419,3 +419,38 @@ def test_a_file_nobody_started_is_deleted_after_a_day(app, topics):
     assert db.session.get(ImportJob, old_id) is None
     assert db.session.get(ImportJob, new_id).status == "uploaded"
     assert db.session.scalar(select(func.count(Reader.id))) == 0
+
+
+def test_skipped_lines_name_no_erasure_are_for_editors_and_go_when_the_person_is_erased(
+        app, topics):
+    from newsletter.accounts.models import AuditEntry
+    from newsletter.subscribers.privacy import erase_reader
+    from newsletter.subscribers.service import Actor
+
+    twice = make_reader("twice@example.com", topics=("ai-policy-and-safety",))
+    suppress("gone@example.com", "erased")
+    editor = signed_in(app)
+    job_id = job_id_of(upload(editor, b"email\ntwice@example.com\nTwice@example.com\n"
+                                      b"gone@example.com\nnew@example.com\n"))
+    assert start(editor, job_id, topics="ai-policy-and-safety").status_code == 303
+    found = problems(job_id)
+    assert found[3].startswith("duplicate of line 2")
+    assert found[4].startswith("suppressed (on the suppression list)")
+    assert "erase" not in found[4]
+
+    viewer = signed_in(app, "viewer")
+    assert viewer.get(f"/admin/readers/import/{job_id}/skipped.csv").status_code == 403
+    assert editor.head(f"/admin/readers/import/{job_id}/skipped.csv").status_code == 200
+    assert db.session.scalar(select(func.count(AuditEntry.id)).where(
+        AuditEntry.action == "downloaded skipped import lines")) == 0
+    report = editor.get(f"/admin/readers/import/{job_id}/skipped.csv")
+    assert report.status_code == 200 and "twice@example.com" in report.get_data(as_text=True)
+    assert db.session.scalar(select(func.count(AuditEntry.id)).where(
+        AuditEntry.action == "downloaded skipped import lines")) == 1
+
+    erase_reader(services(), db.session.get(Reader, twice.id), Actor(source="admin"))
+    values = set(db.session.scalars(select(ImportProblem.value).where(
+        ImportProblem.job_id == job_id)))
+    assert values == {"gone@example.com"}  # the erased person's lines are gone
+    job = db.session.get(ImportJob, job_id)
+    assert (job.added, job.skipped) == (1, 2)  # the report keeps its counts

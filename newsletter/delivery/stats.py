@@ -3,7 +3,7 @@ recent editions with their counts. Read-only queries for the CLI and the admin d
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 from sqlalchemy import case, func, select
 
@@ -77,7 +77,9 @@ def funnel(edition_id: int) -> dict[str, int]:
 
     result = counts(edition_id)
     people = db.session.execute(select(
-        func.sum(case((Delivery.opens > Delivery.machine_opens, 1), else_=0)),
+        # Set by a person's first open or click only (never by a machine's): a reader who
+        # opened it once among scanners' opens, or clicked with images off, opened it.
+        func.sum(case((Delivery.first_opened_at.is_not(None), 1), else_=0)),
         func.sum(case((Delivery.first_clicked_at.is_not(None), 1), else_=0)),
         func.sum(Delivery.machine_opens),
     ).where(Delivery.edition_id == edition_id)).one()
@@ -105,12 +107,14 @@ def funnel(edition_id: int) -> dict[str, int]:
 
 def link_clicks(edition_id: int) -> list[tuple[int, str, int, int]]:
     """Each tracked link of the edition: ``(n, url, clicks, readers who clicked)``, most
-    clicked first (from the click events kept, see ``TRACKING_RETENTION_DAYS``)."""
+    clicked first (from the click events kept, see ``TRACKING_RETENTION_DAYS``). Clicks by
+    machines (link scanners, which follow every link) are not counted, as in :func:`funnel`."""
     clicks = {link: (n, people) for link, n, people in db.session.execute(
         select(TrackingEvent.link, func.count(TrackingEvent.id),
                func.count(func.distinct(TrackingEvent.delivery_id)))
         .join(Delivery, Delivery.id == TrackingEvent.delivery_id)
-        .where(Delivery.edition_id == edition_id, TrackingEvent.kind == "click")
+        .where(Delivery.edition_id == edition_id, TrackingEvent.kind == "click",
+               TrackingEvent.machine.is_(False))
         .group_by(TrackingEvent.link))}
     links = db.session.execute(select(EditionLink.n, EditionLink.url)
                                .where(EditionLink.edition_id == edition_id))
@@ -151,10 +155,12 @@ def recent_editions_of(kind: str, limit: int) -> list[Edition]:
 
 
 def digest_days(now: datetime, days: int) -> list[dict]:
-    """Digest editions grouped by the day they were made, newest first: how many editions
-    and the deliveries of all of them by status (one grouped query, however many editions
-    a day has)."""
-    since = now - timedelta(days=days)
+    """Digest editions grouped by the (UTC) day they were made, newest first, from the
+    whole day ``days`` days before ``now``: how many editions and the deliveries of all of
+    them by status (one grouped query, however many editions a day has)."""
+    # From the start of that day: a cut at now's time of day would show the oldest day with
+    # only part of its editions, a count its own page contradicts.
+    since = datetime.combine((now - timedelta(days=days)).date(), time.min, tzinfo=now.tzinfo)
     rows = db.session.execute(
         select(Edition.created_at, Edition.id, Delivery.status, func.count(Delivery.id))
         .outerjoin(Delivery, Delivery.edition_id == Edition.id)

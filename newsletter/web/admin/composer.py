@@ -37,6 +37,7 @@ from newsletter.web.admin.editions import _edition_or_404
 from newsletter.wiring import mail_setup
 
 PICKABLE = 40
+MAX_TOPICS = 100
 PREVIEW_CSP = ("default-src 'none'; img-src * data:; style-src 'unsafe-inline'; "
                "frame-ancestors 'self'")
 
@@ -126,7 +127,11 @@ def _save(edition: Edition | None):
 @requires(Permission.READ)
 def audience_count():
     """The live recipient count while an editor picks topics and the tier."""
-    slugs = [s for s in request.args.getlist("topics") if s][:100]
+    # Each topic once, and all of them: counting only the first hundred named would
+    # answer for another audience than the one asked about.
+    slugs = list(dict.fromkeys(s for s in request.args.getlist("topics") if s))
+    if len(slugs) > MAX_TOPICS:
+        abort(400, f"At most {MAX_TOPICS} topics.")
     tier = request.args.get("tier", TIER_ALL)
     if tier not in TIERS:
         abort(400, "The tier is all or paid.")
@@ -196,6 +201,9 @@ def send(edition_id: int):
             f"The audience changed since you looked: it is now {count:,} "
             f"reader{'s' if count != 1 else ''}. Check and confirm again."), status=409)
     when = request.form.get("when", "now")
+    if when not in ("now", "later"):  # never read an unclear choice as "send now"
+        return _confirm_page(edition, count, problem=(
+            "Send now or schedule for a later time: choose one."), status=400)
     if when == "later":
         send_at = _parse_local(request.form.get("send_at", ""),
                                request.form.get("offset_minutes", ""))
@@ -209,7 +217,7 @@ def send(edition_id: int):
             return redirect(url_for("admin.edition", edition_id=edition.id), 303)
         record("scheduled edition", f"edition {edition.id}", recipients=count,
                send_at=send_at.isoformat())
-        flash(f"Scheduled for {send_at:%Y-%m-%d %H:%M} UTC, to about {count:,} readers.")
+        flash(f"Scheduled for {send_at:%Y-%m-%d %H:%M} UTC, to about {_readers(count)}.")
         return redirect(url_for("admin.edition", edition_id=edition.id), 303)
     try:
         queued = sending.start_sending(edition.id, mail_setup(), stale_after=_stale())
@@ -218,8 +226,12 @@ def send(edition_id: int):
         flash(f"Not sent: {exc}.")
         return redirect(url_for("admin.edition", edition_id=edition.id), 303)
     record("sent edition", f"edition {edition.id}", recipients=queued)
-    flash(f"Sending to {queued:,} readers.")
+    flash(f"Sending to {_readers(queued)}.")
     return redirect(url_for("admin.edition", edition_id=edition.id), 303)
+
+
+def _readers(n: int) -> str:
+    return f"{n:,} reader{'s' if n != 1 else ''}"
 
 
 def _stale():

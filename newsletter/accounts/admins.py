@@ -229,7 +229,9 @@ def set_password(admin: Admin, password: str) -> None:
     if problem:
         raise AccountError(problem)
     admin.password_hash = generate_password_hash(password, method=HASH_METHOD)
-    admin.session_epoch += 1  # a new password signs out every other browser
+    # A new password signs out every other browser. Raised in the statement, not from the
+    # value read earlier: a "sign out everywhere" meanwhile must not be undone.
+    admin.session_epoch = Admin.session_epoch + 1
     db.session.commit()
 
 

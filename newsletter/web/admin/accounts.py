@@ -47,7 +47,8 @@ def account_change(admin_id: int):
         flash(f"{target.email} is now {role}.")
     elif change == "disable":
         target.disabled_at = utcnow()
-        target.session_epoch += 1
+        # In the statement, not from the value read: no concurrent raise is lost.
+        target.session_epoch = admins.Admin.session_epoch + 1
         db.session.commit()
         record("disabled admin", target.email)
         flash(f"{target.email} can no longer sign in.")

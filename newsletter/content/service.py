@@ -168,10 +168,16 @@ def list_topics() -> list[Topic]:
 
 
 def get_topic(slug: str) -> Topic | None:
+    """The topic with this slug, or None (also for text no slug can be: a NUL, which
+    PostgreSQL refuses in a query, or other control characters)."""
+    if not slug.isprintable():
+        return None
     return db.session.scalar(select(Topic).where(Topic.slug == slug))
 
 
 def get_visible_synthesis(slug: str) -> Synthesis | None:
+    if not slug.isprintable():
+        return None
     return db.session.scalar(select(Synthesis).where(Synthesis.slug == slug, _visible()))
 
 

@@ -184,6 +184,23 @@ SETTINGS: tuple[Setting, ...] = (
             "Mailgun webhook signing key for `/hooks/mailgun` (unset: hook off)."),
     Setting("NEWSLETTER_SENDGRID_PUBLIC_KEY", "SENDGRID_PUBLIC_KEY", None, _str,
             "SendGrid signed-event-webhook public key (base64 DER or PEM) for `/hooks/sendgrid`."),
+    Setting("NEWSLETTER_STRIPE_SECRET_KEY", "STRIPE_SECRET_KEY", None, _str,
+            "Stripe secret API key (`sk_live_…` or `sk_test_…`); unset: no paid tier (the "
+            "upgrade page says so, `/hooks/stripe` answers 404)."),
+    Setting("NEWSLETTER_STRIPE_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET", None, _list,
+            "Signing secret of the `/hooks/stripe` endpoint (`whsec_…`); several, "
+            "comma-separated, while you roll it."),
+    Setting("NEWSLETTER_STRIPE_PRICE_MONTHLY", "STRIPE_PRICE_MONTHLY", None, _str,
+            "Stripe Price id (`price_…`) of the monthly paid plan."),
+    Setting("NEWSLETTER_STRIPE_PRICE_YEARLY", "STRIPE_PRICE_YEARLY", None, _str,
+            "Stripe Price id of the yearly paid plan."),
+    Setting("NEWSLETTER_STRIPE_TRIAL_DAYS", "STRIPE_TRIAL_DAYS", 0, _int,
+            "Free days before the first payment of a new paid subscription (0: no trial)."),
+    Setting("NEWSLETTER_STRIPE_API_BASE", "STRIPE_API_BASE", None, _str,
+            "Another address for Stripe's API (a local Stripe-compatible server in tests)."),
+    Setting("NEWSLETTER_BILLING_GRACE_DAYS", "BILLING_GRACE_DAYS", 7, _int,
+            "After a failed payment, how many days a paying reader keeps the paid plan while "
+            "they update their card (they are emailed once)."),
     Setting("NEWSLETTER_MAX_REQUEST_BYTES", "MAX_CONTENT_LENGTH", 1024 * 1024, _int,
             "Largest request body accepted (413 above it)."),
 )

@@ -19,8 +19,11 @@ from pathlib import Path
 from flask import Flask, current_app
 
 from newsletter.billing import entitlements
+from newsletter.billing import service as billing_service
+from newsletter.billing.service import Billing, BillingSettings
+from newsletter.billing.stripe_gateway import StripeGateway
 from newsletter.content.feed_fetch import FeedFetcher
-from newsletter.db import db
+from newsletter.db import db, utcnow
 from newsletter.delivery.compose import EditionComposer
 from newsletter.delivery.providers import CertificateFetcher, WebhookProvider, build_providers
 from newsletter.delivery.relays import parse_relays
@@ -47,6 +50,7 @@ class Services:
     fast_signer: FastDkimSigner | None
     sns_fetcher: CertificateFetcher
     feed_fetcher: FeedFetcher
+    billing: Billing
     providers: dict[str, WebhookProvider] = field(default_factory=dict)
 
 
@@ -65,6 +69,16 @@ def _reader_tokens(config) -> Tokens:
     })
 
 
+def build_billing(config, *, http_client=None) -> Billing:
+    """The paid tier: Stripe when ``STRIPE_SECRET_KEY`` is set (``http_client`` replaces its
+    HTTP layer), none otherwise."""
+    gateway = None
+    if config.get("STRIPE_SECRET_KEY"):
+        gateway = StripeGateway(config["STRIPE_SECRET_KEY"],
+                                api_base=config.get("STRIPE_API_BASE"), http_client=http_client)
+    return Billing(gateway=gateway, settings=BillingSettings.from_config(config))
+
+
 def build_services(config) -> Services:
     """Build every adapter from the settings; raises on a broken DKIM key."""
     dkim = _dkim_parts(config)
@@ -74,24 +88,30 @@ def build_services(config) -> Services:
     tokens = _reader_tokens(config)
     hash_key = (config.get("SUPPRESSION_KEY")
                 or "suppression:" + config["SECRET_KEYS"][-1]).encode()
+    billing = build_billing(config)
     readers = ReaderServices(
         tokens=tokens,
         mailer=ReaderMailer(mail, Links(config["BASE_URL"], tokens)),
         hash_key=hashlib.sha256(hash_key).digest(),
-        offered_topics=entitlements.offered_topics,
+        offered_topics=lambda reader=None: entitlements.offered_topics(reader, utcnow()),
         check_deliverability=config["CHECK_DELIVERABILITY"],
         record_ip=config["RECORD_IP"],
     )
     sns_fetcher = HttpsFetcher()
-    return Services(
+    built = Services(
         mail=mail,
         readers=readers,
         delivery_tokens=DeliveryTokens(config["SECRET_KEYS"]),
         fast_signer=FastDkimSigner.from_files(*dkim) if dkim else None,
         sns_fetcher=sns_fetcher,
         feed_fetcher=FeedFetcher(),
+        billing=billing,
         providers=build_providers(config, sns_fetcher=sns_fetcher),
     )
+    # Read through ``built`` at call time, so a test that swaps ``billing`` swaps this too.
+    readers.before_erasure = lambda reader: billing_service.before_erasure(
+        built.billing, reader, utcnow())
+    return built
 
 
 def init_app(app: Flask) -> None:

@@ -19,6 +19,7 @@ from newsletter import create_app
 from newsletter.db import db
 from tests.support.dkim import dkim_key  # noqa: F401 - fixture
 from tests.support.smtp import smtp_server, smtp_tls_server  # noqa: F401 - fixtures
+from tests.support.stripe import stripe_server  # noqa: F401 - fixture
 
 TEST_SECRET = "test-secret-key-not-for-production"  # noqa: S105
 

@@ -1,6 +1,7 @@
 """Roles and what each may do. Viewers read; editors also write content, compose and send
-editions and look after readers; owners also manage accounts, topics, erasure and settings
-and read the audit log. The one place this is decided: views ask :func:`may`."""
+editions and look after readers; owners also manage accounts, topics, erasure, settings and
+complimentary paid access, and read the audit log. The one place this is decided: views ask
+:func:`may`."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class Permission(StrEnum):
     ACCOUNTS = "accounts"            # admin accounts and API tokens
     AUDIT = "audit"                  # read the audit log
     SETTINGS = "settings"            # see the settings in effect
+    COMP = "comp"                    # grant and revoke complimentary paid access
 
 
 _EDITOR = {Permission.READ, Permission.COMPOSE, Permission.SEND, Permission.CONTENT,

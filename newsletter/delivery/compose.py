@@ -97,7 +97,7 @@ class EditionComposer:
             "greeting": "Hello,",
             "email": job.email,
             "unsubscribe_url": unsubscribe_url,
-            "preferences_url": self.links.manage(job.reader_id),
+            "preferences_url": self.links.manage(job.reader_id, in_list_mail=True),
             "tracking_token": token,
         })
         if self.signer is not None:

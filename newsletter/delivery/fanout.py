@@ -24,7 +24,7 @@ WHERE {who}
 # -- name: fan-out-edition
 # Contract: inserts one queued delivery for every reader who is active, gets the edition's
 # stream (digests or special editions), is not paused, not suppressed (by keyed hash),
-# follows one of the audience topics (when any are given) and is entitled to the tier;
+# follows one of the audience topics (when any are given) and, for a premium edition, pays;
 # the variant follows the reader's format. Unique on
 # (edition_id, reader_id), so running it again adds nothing. The audience is frozen here:
 # readers who subscribe later are not added; readers who leave are skipped at claim time.
@@ -78,11 +78,13 @@ def queue_readers(edition_id: int, reader_ids: list[int], *, html_variant: int,
 _COUNT_AUDIENCE = "SELECT count(*) FROM readers r WHERE {who}"
 
 
-def count_audience(*, kind: str, topic_ids: list[int], paid_only: bool, today: date) -> int:
-    """How many readers :func:`fan_out` would queue if the edition started now."""
-    params = {"kind": kind, "today": today, "paid_only": 1 if paid_only else 0}
+def count_audience(*, kind: str, topic_ids: list[int], paid_only: bool, today: date,
+                   now: datetime) -> int:
+    """How many readers :func:`fan_out` would queue if the edition started ``now``."""
+    params = {"kind": kind, "today": today, "now": now, "paid_only": 1 if paid_only else 0}
     names = [f"t{i}" for i in range(len(topic_ids))]
     params.update(dict(zip(names, topic_ids, strict=True)))
     statement = text(_COUNT_AUDIENCE.format(who=audience.receives_edition("r", names)))
-    return db.session.execute(statement.bindparams(bindparam("today", type_=Date())),
+    return db.session.execute(statement.bindparams(bindparam("today", type_=Date()),
+                                                   bindparam("now", type_=UTCDateTime())),
                               params).scalar() or 0

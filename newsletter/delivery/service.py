@@ -144,7 +144,7 @@ def _render_and_fan_out(edition: Edition, mail, now: datetime, today: date) -> i
         Topic.slug.in_(edition.audience.get("topics", [])))))
     count = fan_out(edition.id, kind=edition.kind, html_variant=variants[HTML].id,
                     text_variant=variants[TEXT].id, topic_ids=topic_ids,
-                    paid_only=entitlements.tier_is_paid(edition.audience), now=now,
+                    paid_only=_premium(edition), now=now,
                     today=today)
     db.session.commit()
     return count
@@ -260,6 +260,12 @@ def audience_size(edition: Edition, today: date | None = None) -> int:
 
     topic_ids = list(db.session.scalars(select(Topic.id).where(
         Topic.slug.in_(edition.audience.get("topics", [])))))
-    return count_audience(kind=edition.kind, topic_ids=topic_ids,
-                          paid_only=entitlements.tier_is_paid(edition.audience),
-                          today=today or utcnow().date())
+    now = utcnow()
+    return count_audience(kind=edition.kind, topic_ids=topic_ids, paid_only=_premium(edition),
+                          today=today or now.date(), now=now)
+
+
+def _premium(edition: Edition) -> bool:
+    """Whether only paying readers may get the edition (its tier, premium topics, or a
+    premium synthesis in a section)."""
+    return entitlements.edition_needs_payment(edition.audience, edition.content)

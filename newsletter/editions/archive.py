@@ -15,7 +15,11 @@ from datetime import datetime
 
 from sqlalchemy import Select, exists, or_, select
 
-from newsletter.billing.entitlements import edition_is_premium
+from newsletter.billing.entitlements import (
+    edition_is_premium,
+    premium_synthesis_ids,
+    section_synthesis_ids,
+)
 from newsletter.content.models import Topic
 from newsletter.db import db
 from newsletter.editions.markdown import sanitise
@@ -56,10 +60,13 @@ def _premium_slugs() -> set[str]:
 
 
 def entries(editions: list[Edition]) -> list[ArchiveEntry]:
-    """``editions`` as archive entries, in the same order (one query for premium topics)."""
+    """``editions`` as archive entries, in the same order (one query for premium topics, one
+    for premium syntheses)."""
     premium = _premium_slugs()
+    syntheses = premium_synthesis_ids(section_synthesis_ids(e.content for e in editions))
     return [ArchiveEntry(edition, edition.started_at or edition.send_at or edition.created_at,
-                         edition_is_premium(edition.audience, edition.content, premium))
+                         edition_is_premium(edition.audience, edition.content, premium,
+                                            syntheses))
             for edition in editions]
 
 

@@ -54,14 +54,14 @@ def follows_any(r: str, topic_params: list[str]) -> str:
 
 
 def entitled_to_tier(r: str = "r", paid_only: str = ":paid_only") -> str:
-    """Entitled to the edition's tier: any reader for tier ``all`` (``paid_only`` = 0),
-    paying readers for tier ``paid``."""
-    return f"({paid_only} = 0 OR {paid_sql(r)})"
+    """Entitled to the edition: any reader for a free edition (``paid_only`` = 0), readers
+    paying at ``:now`` for a premium one (``billing.entitlements.edition_is_premium``)."""
+    return f"({paid_only} = 0 OR {paid_sql(r, ':now')})"
 
 
 def receives_edition(r: str = "r", topic_params: list[str] | None = None) -> str:
     """The whole rule for one edition, with bind parameters ``:kind``, ``:today``,
-    ``:paid_only`` and the audience topics' ``topic_params`` (none: everyone)."""
+    ``:now``, ``:paid_only`` and the audience topics' ``topic_params`` (none: everyone)."""
     parts = [may_get_list_mail(r), gets_stream(r, ":kind"), not_paused(r),
              entitled_to_tier(r)]
     if topic_params:

@@ -76,7 +76,9 @@ def heartbeat(app: Flask, name: str) -> None:
 
 
 def housekeeping(app: Flask) -> None:
-    """Delete never-confirmed addresses, old tracking detail and old account-mail records."""
+    """Delete never-confirmed addresses, old tracking detail and old account-mail records;
+    mark the paid plans whose time ended as free (their access had already stopped)."""
+    from newsletter.billing.service import lapse_ended
     from newsletter.delivery.tracking import prune_events
     from newsletter.subscribers.outbox import prune_finished
     from newsletter.subscribers.retention import expire_unconfirmed
@@ -86,6 +88,9 @@ def housekeeping(app: Flask) -> None:
         expired = expire_unconfirmed(now, app.config["UNCONFIRMED_DAYS"])
         pruned = prune_events(now, app.config["TRACKING_RETENTION_DAYS"])
         finished = prune_finished(now)
+        lapsed = lapse_ended(now)
+        if lapsed:
+            log.info("billing: %d paid plan(s) ended", lapsed)
         if expired or pruned or finished:
             log.info("housekeeping: %d unconfirmed address(es) deleted, %d tracking "
                      "event(s) pruned, %d account-mail record(s) deleted", expired, pruned,

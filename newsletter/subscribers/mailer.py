@@ -10,6 +10,7 @@ is ours, so its bounces are processed like the list's), its own ``Feedback-ID``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from email.utils import parseaddr
 
 from newsletter.mail import MailSetup, build_message
@@ -42,8 +43,13 @@ class Links:
         return self._url(CONFIRM_PATH, Purpose.CONFIRM,
                          {"r": reader_id, "e": email, "q": request_id})
 
-    def manage(self, reader_id: int) -> str:
-        return self._url(MANAGE_PATH, Purpose.MANAGE, {"r": reader_id})
+    def manage(self, reader_id: int, *, in_list_mail: bool = False) -> str:
+        """``in_list_mail``: the link rides in a digest or an edition, which people forward;
+        it opens the preference centre but not billing or erasure (``"l": 1``)."""
+        payload: dict = {"r": reader_id}
+        if in_list_mail:
+            payload["l"] = 1
+        return self._url(MANAGE_PATH, Purpose.MANAGE, payload)
 
     def email_change(self, reader_id: int, new_email: str) -> str:
         return self._url(EMAIL_CHANGE_PATH, Purpose.EMAIL_CHANGE, {"r": reader_id,
@@ -91,9 +97,10 @@ class ReaderMailer:
         self.links = links
         self.account_tokens = AccountTokens(mail.config["SECRET_KEYS"])
 
-    def message(self, kind: str, reader_id: int, to: str,
-                request_id: int | None = None) -> AccountMessage:
-        """The email of ``kind`` (``AccountMailKind``) for the reader, its link made now."""
+    def message(self, kind: str, reader_id: int, to: str, request_id: int | None = None,
+                paid_until: datetime | None = None) -> AccountMessage:
+        """The email of ``kind`` (``AccountMailKind``) for the reader, its link made now.
+        ``paid_until``: for ``payment_failed``, when the paid plan ends unless they pay."""
         publication = self.mail.config["PUBLICATION_NAME"]
         if kind == "confirm":
             return self._build("confirm", reader_id, to,
@@ -106,10 +113,15 @@ class ReaderMailer:
             return self._build("email_change", reader_id, to,
                                f"Confirm your new address for {publication}",
                                self.links.email_change(reader_id, to))
+        if kind == "payment_failed":
+            until = f"{paid_until:%B} {paid_until.day}, {paid_until:%Y}" if paid_until else ""
+            return self._build("payment_failed", reader_id, to,
+                               f"Your payment for {publication} did not go through",
+                               self.links.manage(reader_id), until=until)
         raise ValueError(f"unknown kind of account mail: {kind!r}")
 
     def _build(self, template: str, reader_id: int, to: str, subject: str,
-               action_url: str) -> AccountMessage:
+               action_url: str, **content: str) -> AccountMessage:
         config = self.mail.config
         from_addr = config.get("ACCOUNT_MAIL_FROM") or config["MAIL_FROM"]
         token = self.account_tokens.make_token(reader_id)
@@ -121,6 +133,7 @@ class ReaderMailer:
             "subject": subject,
             "confirm_days": config["CONFIRM_MAX_AGE_DAYS"],
             "manage_days": config["MANAGE_LINK_MAX_AGE_DAYS"],
+            **content,
         })
         html, text = rendered.personalise(action_url=action_url, email=to)
         sender = parseaddr(from_addr)[1]

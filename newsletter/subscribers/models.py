@@ -79,7 +79,10 @@ class Reader(Base):
     # Keyed hash of ``email`` (the suppression list's form), so sends can check suppression
     # in set-based SQL. Kept in step by the service whenever the address changes.
     email_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
-    plan: Mapped[str] = mapped_column(String(10), default="free", server_default="free")  # billing
+    # The paid tier, written by ``billing`` (the one rule is ``billing.entitlements``):
+    # ``paid`` until ``plan_until`` (None: open-ended, e.g. an active subscription).
+    plan: Mapped[str] = mapped_column(String(10), default="free", server_default="free")
+    plan_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     status: Mapped[str] = mapped_column(String(20), default=ReaderStatus.PENDING.value)
     source: Mapped[str] = mapped_column(String(20), default="form")
     frequency: Mapped[str] = mapped_column(String(10), default=Frequency.DAILY.value)
@@ -181,6 +184,7 @@ class AccountMailKind(StrEnum):
     CONFIRM = "confirm"            # confirm a subscription request
     MANAGE_LINK = "manage_link"    # a sign-in link to the preference centre
     EMAIL_CHANGE = "email_change"  # confirm a new address
+    PAYMENT_FAILED = "payment_failed"  # a payment failed: paid access continues for a while
 
 
 class AccountMailStatus(StrEnum):

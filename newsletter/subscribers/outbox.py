@@ -1,6 +1,6 @@
-"""The account-mail outbox: confirmations, sign-in links and address-change confirmations
-are queued by the request and sent by the worker (``newsletter worker``, or the sender
-inside ``make run``), with retries.
+"""The account-mail outbox: confirmations, sign-in links, address-change confirmations and
+failed-payment notices are queued by the request (or the webhook) and sent by the worker
+(``newsletter worker``, or the sender inside ``make run``), with retries.
 
 Contract:
 * ``queue_mail`` only adds a row to the caller's transaction; the caller's commit makes the
@@ -114,7 +114,7 @@ def _finish(mail_id: int, claim: str, now: datetime, **values) -> None:
     db.session.commit()
 
 
-def _still_wanted(mail: AccountMail) -> str | None:
+def _still_wanted(mail: AccountMail, now: datetime) -> str | None:
     """Why the row should not be sent any more, or None when it should."""
     reader = db.session.get(Reader, mail.reader_id)
     if reader is None or reader.status == ReaderStatus.ERASED.value or not mail.to_email:
@@ -123,6 +123,9 @@ def _still_wanted(mail: AccountMail) -> str | None:
         return None if reader.pending_email == mail.to_email else "the address change is over"
     if reader.email != mail.to_email:
         return "the reader changed address"
+    if mail.kind == AccountMailKind.PAYMENT_FAILED.value and (
+            reader.plan_until is None or reader.plan_until <= now):
+        return "the payment went through, or the grace period is over"
     if mail.kind == AccountMailKind.CONFIRM.value:
         if reader.status != ReaderStatus.PENDING.value:
             return "the subscription is no longer waiting for confirmation"
@@ -147,7 +150,7 @@ def send_due(mailer: ReaderMailer, now: datetime, limit: int = BATCH) -> SendRep
             if mail.attempts > MAX_ATTEMPTS:  # its worker stopped mid-send, every time
                 _fail(report, mail_id, claim, now, "out of tries")
                 continue
-            why_not = _still_wanted(mail)
+            why_not = _still_wanted(mail, now)
             if why_not is not None:
                 _finish(mail_id, claim, now, status=AccountMailStatus.DROPPED.value,
                         last_error=why_not, finished_at=now)
@@ -155,7 +158,7 @@ def send_due(mailer: ReaderMailer, now: datetime, limit: int = BATCH) -> SendRep
                 continue
             try:
                 message = mailer.message(mail.kind, mail.reader_id, mail.to_email,
-                                         mail.request_id)
+                                         mail.request_id, _paid_until(mail))
                 if transport is None:
                     transport = mailer.mail.new_transport()
                 transport.send(message.return_path, [message.to], message.data)
@@ -180,6 +183,11 @@ def send_due(mailer: ReaderMailer, now: datetime, limit: int = BATCH) -> SendRep
         if transport is not None:
             transport.close()
     return report
+
+
+def _paid_until(mail: AccountMail) -> datetime | None:
+    reader = db.session.get(Reader, mail.reader_id)
+    return reader.plan_until if reader is not None else None
 
 
 def _fail(report: SendReport, mail_id: int, claim: str, now: datetime, error: str) -> None:

@@ -63,6 +63,8 @@ def erase_reader(services: ReaderServices, reader: Reader, actor: Actor) -> None
     user agent, so aggregate counts survive. Lines of import reports that hold the address
     go too (the report keeps its counts).
     """
+    if services.before_erasure is not None:
+        services.before_erasure(reader)
     if reader.email:
         suppress(services, reader.email, SuppressionReason.ERASED)
         db.session.execute(delete(ImportProblem).where(

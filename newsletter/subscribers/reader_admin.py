@@ -24,7 +24,7 @@ def change_topics(services: ReaderServices, reader: Reader, slugs: list[str],
     if reader.status == ReaderStatus.ERASED.value:
         raise ReaderErased()
     errors: list[FieldError] = []
-    topics = parse_topics({"topic": list(slugs)}, services.offered_topics(), errors)
+    topics = parse_topics({"topic": list(slugs)}, services.offered_topics(reader), errors)
     if errors:
         raise InvalidInput(errors)
     before = [link.topic.slug for link in reader.followed]

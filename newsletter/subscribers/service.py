@@ -73,11 +73,15 @@ class ReaderServices:
     tokens: Tokens
     mailer: ReaderMailer
     hash_key: bytes
-    # The topics readers may choose from: billing's entitlement rule, passed in by the
-    # wiring (subscribers sit below billing and never import it).
-    offered_topics: Callable[[], list[Topic]]
+    # The topics a reader may choose from (called with the reader; with nothing for a new
+    # reader): billing's entitlement rule, passed in by the wiring (subscribers sit below
+    # billing and never import it).
+    offered_topics: Callable[..., list[Topic]]
     check_deliverability: bool = False
     record_ip: bool = True
+    # Erasure's billing part (cancel the subscription, drop the customer link), run first;
+    # passed in by the wiring for the same reason. It raises when it cannot be done now.
+    before_erasure: Callable[[Reader], None] | None = None
 
 
 class LinkNoLongerValid(TokenInvalid):
@@ -241,11 +245,17 @@ def send_manage_link(services: ReaderServices, raw_email: str) -> None:
 
 
 def reader_from_link(services: ReaderServices, purpose: Purpose, token: str) -> Reader:
+    return reader_and_link(services, purpose, token)[0]
+
+
+def reader_and_link(services: ReaderServices, purpose: Purpose,
+                    token: str) -> tuple[Reader, dict[str, Any]]:
+    """The reader a link names, and the link's payload."""
     payload = services.tokens.read(purpose, token)
     reader = get_reader(payload["r"])
     if reader is None:
         raise LinkNoLongerValid("this subscription no longer exists")
-    return reader
+    return reader, payload
 
 
 # -- preferences ---------------------------------------------------------------------------
@@ -281,7 +291,7 @@ def update_preferences(services: ReaderServices, reader: Reader, form: dict[str,
         except ValueError as exc:
             errors.append(FieldError("new_email", str(exc)))
     try:
-        prefs: Preferences | None = parse_preferences(form, services.offered_topics(), today)
+        prefs: Preferences | None = parse_preferences(form, services.offered_topics(reader), today)
     except InvalidInput as exc:
         errors.extend(exc.errors)
         prefs = None

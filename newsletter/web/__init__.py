@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -13,9 +15,23 @@ def _wants_json() -> bool:
     return request.path.startswith(("/api/", "/hooks/"))
 
 
+def _payment_origins(config) -> list[str]:
+    """Where a form may lead besides this site: Stripe's Checkout and Billing Portal, whose
+    pages the upgrade and "manage billing" buttons redirect to (CSP ``form-action`` covers
+    the redirect after a form, so without them the browser stops there)."""
+    if not config.get("STRIPE_SECRET_KEY"):
+        return []
+    origins = ["https://checkout.stripe.com", "https://billing.stripe.com"]
+    base = urlsplit(config.get("STRIPE_API_BASE") or "")
+    if base.scheme in ("http", "https") and base.netloc:
+        origins.append(f"{base.scheme}://{base.netloc}")  # a Stripe-compatible test server
+    return origins
+
+
 def register_web(app: Flask) -> None:
     from newsletter.web.api import bp as api_bp
     from newsletter.web.hooks.views import bp as hooks_bp
+    from newsletter.web.public.billing import bp as billing_bp
     from newsletter.web.public.editions import bp as editions_bp
     from newsletter.web.public.feeds import bp as feeds_bp
     from newsletter.web.public.readers import bp as readers_bp
@@ -25,6 +41,7 @@ def register_web(app: Flask) -> None:
     app.register_blueprint(public_bp)
     app.register_blueprint(readers_bp)
     app.register_blueprint(editions_bp)
+    app.register_blueprint(billing_bp)
     app.register_blueprint(tracking_bp)
     app.register_blueprint(hooks_bp)
     app.register_blueprint(feeds_bp)
@@ -70,6 +87,8 @@ def register_web(app: Flask) -> None:
         template = "admin/error.html" if request.path.startswith("/admin") else "error.html"
         return render_template(template, error=error), error.code
 
+    form_action = " ".join(["'self'", *_payment_origins(app.config)])
+
     @app.after_request
     def _security_headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -77,7 +96,7 @@ def register_web(app: Flask) -> None:
         response.headers.setdefault(
             "Content-Security-Policy",
             "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-            "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+            f"frame-ancestors 'none'; base-uri 'none'; form-action {form_action}",
         )
         if https:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")

@@ -30,7 +30,24 @@ def iso(value: datetime) -> str:
     return value.isoformat(timespec="seconds")
 
 
+CURRENCY_SIGNS = {"usd": "$", "eur": "€", "gbp": "£", "cad": "CA$", "aud": "A$", "jpy": "¥"}
+ZERO_DECIMAL = {"jpy", "krw", "vnd", "clp", "isk", "huf", "twd", "ugx", "xaf", "xof"}
+
+
+def money(amount: int | float | None, currency: str | None) -> str:
+    """Minor units as a price: ``money(800, "eur")`` is ``€8``, ``money(850, "usd")``
+    ``$8.50``; an unknown currency keeps its code (``8.00 CHF``)."""
+    if amount is None:
+        return ""
+    code = (currency or "").lower()
+    value = amount if code in ZERO_DECIMAL else amount / 100
+    text = f"{value:,.0f}" if value == int(value) else f"{value:,.2f}"
+    sign = CURRENCY_SIGNS.get(code)
+    return f"{sign}{text}" if sign else f"{text} {code.upper()}".strip()
+
+
 def register(app: Flask) -> None:
+    app.add_template_filter(money)
     app.add_template_filter(paragraphs)
     app.add_template_filter(long_date)
     app.add_template_filter(iso)

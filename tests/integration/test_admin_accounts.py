@@ -345,6 +345,7 @@ def forms_for(endpoint: str, world: dict) -> list[dict]:
         "admin.topic_change": [{"name": "Renamed by an editor", "description": "x",
                                 "premium": "on"}, {"move": "up"}],
         "admin.reader_erase": [{"confirm_email": world["reader_email"]}],
+        "admin.reader_comp": [{"action": "grant", "note": "an editor's friend"}],
     }.get(endpoint, [{"name": "Taken over", "email": "mole@news.example",
                       "role": "owner", "change": "role", "confirm": "yes"}])
 
@@ -355,6 +356,7 @@ def test_the_owner_only_list_is_read_from_the_code(app):
             ("POST", "/admin/accounts/<int:admin_id>"), ("POST", "/admin/topics"),
             ("POST", "/admin/topics/<int:topic_id>"),
             ("POST", "/admin/readers/<int:reader_id>/erase"),
+            ("POST", "/admin/readers/<int:reader_id>/comp"),
             ("GET", "/admin/audit"), ("GET", "/admin/settings")} <= found
     # What an editor may do is not on it.
     assert ("GET", "/admin/topics") not in found

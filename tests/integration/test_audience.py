@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Date, bindparam, select, text
 
-from newsletter.db import db, utcnow
+from newsletter.db import UTCDateTime, db, utcnow
 from newsletter.delivery import queue as dq
 from newsletter.delivery import service as sending
 from newsletter.delivery.models import Delivery
@@ -28,6 +28,10 @@ def _population():
         "active": make_reader("active@example.com"),
         "research_only": make_reader("research@example.com", topics=("models-and-research",)),
         "paid": make_reader("paid@example.com", plan="paid"),
+        "paid_until_later": make_reader("cancelling@example.com", plan="paid",
+                                        plan_until=utcnow() + timedelta(days=3)),
+        "lapsed": make_reader("lapsed@example.com", plan="paid",
+                              plan_until=utcnow() - timedelta(minutes=1)),
         "pending": make_reader("pending@example.com", status="pending"),
         "unsubscribed": make_reader("gone@example.com", status="unsubscribed"),
         "paused_open": make_reader("paused@example.com", frequency="paused"),
@@ -50,7 +54,8 @@ def _population():
 
 def _who(rule: str, **params) -> set[int]:
     statement = text(f"SELECT r.id FROM readers r WHERE {rule}").bindparams(  # noqa: S608
-        *(bindparam(name, type_=Date()) for name in ("today",) if name in params))
+        *(bindparam(name, type_=Date()) for name in ("today",) if name in params),
+        *(bindparam(name, type_=UTCDateTime()) for name in ("now",) if name in params))
     return set(db.session.scalars(statement, params))
 
 
@@ -61,23 +66,28 @@ def _names(readers, ids) -> set[str]:
 def test_list_mail_needs_active_with_an_address_and_not_suppressed(app, topics):
     readers = _population()
     assert _names(readers, _who(audience.may_get_list_mail("r"))) == {
-        "active", "research_only", "paid", "paused_open", "paused_later", "pause_over",
-        "no_digests", "no_specials"}
+        "active", "research_only", "paid", "paid_until_later", "lapsed", "paused_open",
+        "paused_later", "pause_over", "no_digests", "no_specials"}
 
 
 def test_an_edition_also_needs_no_pause_that_day_the_audience_topic_and_the_tier(app, topics):
     readers = _population()
-    special = {"kind": "special", "today": TODAY, "paid_only": 0}
+    special = {"kind": "special", "today": TODAY, "paid_only": 0, "now": utcnow()}
     everyone = _who(audience.receives_edition("r"), **special)
-    assert _names(readers, everyone) == {"active", "research_only", "paid", "pause_over",
-                                         "no_digests"}
+    assert _names(readers, everyone) == {"active", "research_only", "paid", "paid_until_later",
+                                         "lapsed", "pause_over", "no_digests"}
     digest = _who(audience.receives_edition("r"), **{**special, "kind": "digest"})
-    assert _names(readers, digest) == {"active", "research_only", "paid", "pause_over",
-                                       "no_specials"}
+    assert _names(readers, digest) == {"active", "research_only", "paid", "paid_until_later",
+                                       "lapsed", "pause_over", "no_specials"}
     policy = _who(audience.receives_edition("r", ["t0"]), **special, t0=topics[0].id)
-    assert _names(readers, policy) == {"active", "paid", "pause_over", "no_digests"}
+    assert _names(readers, policy) == {"active", "paid", "paid_until_later", "lapsed",
+                                       "pause_over", "no_digests"}
     paid = _who(audience.receives_edition("r"), **{**special, "paid_only": 1})
-    assert _names(readers, paid) == {"paid"}
+    assert _names(readers, paid) == {"paid", "paid_until_later"}  # not the lapsed one
+    # Four days on, the cancelled plan has ended too, with no job run and no webhook.
+    later_paid = _who(audience.receives_edition("r"), **{
+        **special, "paid_only": 1, "now": utcnow() + timedelta(days=4)})
+    assert _names(readers, later_paid) == {"paid"}
     # The day a pause ends, it no longer holds.
     later = _who(audience.receives_edition("r"),
                  **{**special, "today": TODAY + timedelta(days=3)})
@@ -99,7 +109,8 @@ def test_fan_out_queues_exactly_the_rule(app, topics):
                           now=datetime(2026, 12, 1, 8, tzinfo=utcnow().tzinfo), today=TODAY)
     queued = set(db.session.scalars(select(Delivery.reader_id)
                                     .where(Delivery.edition_id == edition.id)))
-    assert _names(readers, queued) == {"active", "paid", "pause_over", "no_digests"}
+    assert _names(readers, queued) == {"active", "paid", "paid_until_later", "lapsed",
+                                       "pause_over", "no_digests"}
 
 
 def test_claim_checks_the_list_mail_rule_again_before_sending(app, topics):
@@ -117,8 +128,10 @@ def test_claim_checks_the_list_mail_rule_again_before_sending(app, topics):
                            now=utcnow() + timedelta(seconds=1))
     eligible = {job.reader_id for job in claimed if job.eligible}
     assert _names(readers, {job.reader_id for job in claimed}) == {
-        "active", "research_only", "paid", "pause_over", "no_digests"}
-    assert _names(readers, eligible) == {"research_only", "pause_over"}
+        "active", "research_only", "paid", "paid_until_later", "lapsed", "pause_over",
+        "no_digests"}
+    assert _names(readers, eligible) == {"research_only", "pause_over", "paid_until_later",
+                                         "lapsed"}
 
 
 def test_digests_take_only_readers_the_rule_allows(app, topics):
@@ -131,6 +144,8 @@ def test_digests_take_only_readers_the_rule_allows(app, topics):
     fresh, stale = due_items(now, timedelta(hours=3))
     assert not stale
     assert _names(readers, {item.reader_id for item in fresh}) == {
-        "active", "research_only", "paid", "pause_over", "no_specials"}
+        "active", "research_only", "paid", "paid_until_later", "lapsed", "pause_over",
+        "no_specials"}
     assert _names(readers, {item.reader_id for item in next_items(now)}) == {
-        "active", "research_only", "paid", "pause_over", "no_specials"}
+        "active", "research_only", "paid", "paid_until_later", "lapsed", "pause_over",
+        "no_specials"}

@@ -21,3 +21,18 @@ def sign_in(client, email: str = "editor@news.example", password: str = PASSWORD
 
 def csrf(client, url: str = "/admin/account") -> str:
     return csrf_from(client, url)
+
+
+def signed_in(app, role: str = "editor"):
+    """A new client signed in as ``<role>@news.example`` (the account made once)."""
+    from sqlalchemy import select
+
+    from newsletter.accounts.models import Admin
+    from newsletter.db import db
+
+    client = app.test_client()
+    email = f"{role}@news.example"
+    if db.session.scalar(select(Admin.id).where(Admin.email == email)) is None:
+        make_admin(email, role)
+    assert sign_in(client, email).status_code == 302
+    return client

@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import select, union_all
 
+from newsletter.billing.entitlements import effective_plan
 from newsletter.db import db
 from newsletter.editions import audience, schedule
 from newsletter.subscribers.models import Reader
@@ -17,7 +18,7 @@ from newsletter.subscribers.models import Reader
 @dataclass(frozen=True)
 class Due:
     reader_id: int
-    billing_plan: str | None  # the reader's plan (entitlements decide premium topics)
+    billing_plan: str | None  # the reader's plan in effect now (``billing.entitlements``)
     local_date: date
     instant: datetime
     frequency: str          # daily or weekly (paused readers whose pause ended: daily)
@@ -39,7 +40,8 @@ def due_items(now: datetime, grace: timedelta) -> tuple[list[Due], list[Due]]:
         for row in unhandled_readers(plan, due):
             if row.confirmed_at is not None and row.confirmed_at > due.instant:
                 continue  # subscribed after that time: their first digest is the next one
-            item = Due(row.id, row.plan, due.local_date, due.instant,
+            item = Due(row.id, effective_plan(row.plan, row.plan_until, now), due.local_date,
+                       due.instant,
                        schedule.digest_frequency(plan.frequency), row.last_digest_on,
                        row.digest_covered_until, due.local_date)
             (fresh if now - due.instant < grace else stale).append(item)
@@ -50,7 +52,8 @@ def next_items(now: datetime) -> list[Due]:
     """For each active reader not paused today (in their timezone), their next digest,
     brought forward to ``now``: it counts as the digest of their next delivery date."""
     rows = db.session.execute(
-        select(Reader.id, Reader.plan, Reader.timezone, Reader.delivery_minute,
+        select(Reader.id, Reader.plan, Reader.plan_until, Reader.timezone,
+               Reader.delivery_minute,
                Reader.frequency, Reader.weekly_day, Reader.paused_until,
                Reader.last_digest_on, Reader.digest_covered_until)
         .where(audience.list_mail_clause(), audience.digest_stream_clause())
@@ -66,7 +69,7 @@ def next_items(now: datetime) -> list[Due]:
             upcoming = schedule.next_due(
                 plan, schedule.local_instant(row.last_digest_on, row.delivery_minute,
                                              schedule.zone(row.timezone))).local_date
-        items.append(Due(row.id, row.plan, upcoming, now,
+        items.append(Due(row.id, effective_plan(row.plan, row.plan_until, now), upcoming, now,
                          schedule.digest_frequency(row.frequency), row.last_digest_on,
                          row.digest_covered_until, today))
     return items
@@ -90,7 +93,8 @@ def plans() -> list[schedule.Plan]:
 # ix_readers_schedule (handled before that date; never handled), so once a schedule's
 # readers are handled for the day, looking again costs nothing.
 def unhandled_readers(plan: schedule.Plan, due: schedule.Due):
-    columns = (Reader.id, Reader.plan, Reader.confirmed_at, Reader.last_digest_on,
+    columns = (Reader.id, Reader.plan, Reader.plan_until, Reader.confirmed_at,
+               Reader.last_digest_on,
                Reader.digest_covered_until)
     same_plan = (Reader.timezone == plan.timezone,
                  Reader.delivery_minute == plan.delivery_minute,

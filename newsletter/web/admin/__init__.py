@@ -103,6 +103,7 @@ def register(app) -> None:
     from newsletter.web.admin import (  # noqa: F401 - the views register on bp
         accounts,
         auth,
+        billing,
         composer,
         content,
         dashboard,

@@ -21,7 +21,7 @@ from flask import (
 from sqlalchemy import select
 
 from newsletter.accounts.roles import Permission
-from newsletter.billing.entitlements import TIER_ALL, TIER_PAID, TIERS
+from newsletter.billing.entitlements import TIER_ALL, TIER_PAID, TIERS, edition_needs_payment
 from newsletter.content import service as content
 from newsletter.content.models import Synthesis, Topic
 from newsletter.db import db, utcnow
@@ -173,13 +173,15 @@ def _no_recipients_reason(edition: Edition) -> str:
     topics = edition.audience.get("topics", [])
     who = ("no active reader who takes special editions"
            + (f" follows {', '.join(topics)}" if topics else "")
-           + (" and has the paid plan" if edition.audience.get("tier") == TIER_PAID else ""))
+           + (" and has the paid plan" if edition_needs_payment(edition.audience,
+                                                                edition.content) else ""))
     return f"Nobody would receive this edition: {who}. Change the audience first."
 
 
 def _confirm_page(edition: Edition, count: int, problem: str | None = None, status=200):
     return render_template("admin/send.html", edition=edition, count=count, problem=problem,
                            reason=_no_recipients_reason(edition) if count == 0 else None,
+                           premium=edition_needs_payment(edition.audience, edition.content),
                            now=utcnow()), status
 
 

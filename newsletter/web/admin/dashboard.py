@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import abort, render_template
 
 from newsletter.accounts.roles import Permission
+from newsletter.billing import stats as billing_stats
 from newsletter.db import utcnow
 from newsletter.delivery import stats as sending
 from newsletter.delivery.workers import workers
@@ -32,7 +33,8 @@ def dashboard():
         "admin/dashboard.html", totals=reading.totals(), series=series,
         new_total=sum(series.new), lost_total=sum(series.lost),
         by_topic=reading.by_topic_and_tier(), recent=recent, digests=digests,
-        workers=workers(now), queue=sending.queue_health(now), now=now, days=DAYS)
+        workers=workers(now), queue=sending.queue_health(now), now=now, days=DAYS,
+        billing=billing_stats.figures(now))
 
 
 @bp.route("/charts/<name>.svg")

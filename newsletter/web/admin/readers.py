@@ -22,7 +22,9 @@ from flask import (
 from sqlalchemy import select
 
 from newsletter.accounts.roles import Permission
-from newsletter.db import db
+from newsletter.billing import service as billing_service
+from newsletter.billing.gateway import BillingUnavailable
+from newsletter.db import db, utcnow
 from newsletter.delivery import reader_history
 from newsletter.subscribers import csv_export, privacy, reader_admin, search, service
 from newsletter.subscribers import suppression_list as suppressions
@@ -97,7 +99,8 @@ def _reader_page(reader: Reader, errors: dict | None = None, status: int = 200):
         liftable=entry is not None and entry.reason in suppressions.LIFTABLE,
         deliveries=reader_history.deliveries(reader.id),
         activity=reader_history.activity(reader.id),
-        totals=reader_history.totals(reader.id), topics=services.offered_topics(),
+        totals=reader_history.totals(reader.id), topics=services.offered_topics(reader),
+        standing=billing_service.standing(reader, utcnow()),
         weekdays=WEEKDAYS, errors=errors or {}), status
 
 
@@ -201,7 +204,13 @@ def reader_erase(reader_id: int):
     if not reader.email or typed != reader.email:
         return _reader_page(reader, {"erase": "Type the reader's address exactly to erase "
                                               "them: nothing was erased."}, 400)
-    privacy.erase_reader(reader_services(), reader, request_actor("admin"))
+    try:
+        privacy.erase_reader(reader_services(), reader, request_actor("admin"))
+    except BillingUnavailable:
+        db.session.rollback()
+        return _reader_page(reader, {"erase": "The reader's paid subscription could not be "
+                                              "cancelled at Stripe just now: nothing was "
+                                              "erased. Try again in a few minutes."}, 503)
     record("erased reader", f"reader {reader.id}")
     flash("Erased: the address and everything personal are gone; the address is kept only "
           "as a keyed hash, so no import can bring it back.")

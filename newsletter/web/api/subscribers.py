@@ -7,6 +7,8 @@ from datetime import date
 
 from flask import jsonify
 
+from newsletter.billing.gateway import BillingUnavailable
+from newsletter.db import db
 from newsletter.subscribers import intake, privacy, service
 from newsletter.subscribers.models import Reader
 from newsletter.validation import MAX_ID, InvalidInput
@@ -58,9 +60,16 @@ def get_subscriber(reader_id: int):
 
 @require_token
 def delete_subscriber(reader_id: int):
-    """Erase the reader (as "delete me" does): 204, then 404 for the id."""
+    """Erase the reader (as "delete me" does): 204, then 404 for the id; 503 with nothing
+    erased when their paid subscription cannot be cancelled at Stripe just now."""
     reader, missing = _reader_or_404(reader_id)
     if missing:
         return missing
-    privacy.erase_reader(reader_services(), reader, service.Actor(source="api"))
+    try:
+        privacy.erase_reader(reader_services(), reader, service.Actor(source="api"))
+    except BillingUnavailable:
+        db.session.rollback()
+        return jsonify(error="unavailable",
+                       message="the reader's paid subscription could not be cancelled at "
+                               "Stripe just now: nothing was erased; try again later"), 503
     return "", 204

@@ -1,15 +1,20 @@
-"""Provider webhooks: bounces, complaints and deliveries from SES, Postmark, Mailgun and
-SendGrid. A bad signature gets 401 and changes nothing; a replay changes nothing.
+"""Webhooks from outside: bounces, complaints and deliveries from SES, Postmark, Mailgun
+and SendGrid, and Stripe's billing events. A bad signature gets 401 and changes nothing; a
+replay changes nothing.
 
-One route, ``POST /hooks/<provider>``, for every provider configured in
-``services().providers`` (404 for any other name): the provider verifies and reads the
-request, :func:`~newsletter.delivery.events.apply_events` applies what it says.
+One route, ``POST /hooks/<provider>``: ``stripe`` when the paid tier is configured
+(``billing.webhooks``), and every email provider configured in ``services().providers``
+(404 for any other name): the provider verifies and reads the request,
+:func:`~newsletter.delivery.events.apply_events` applies what it says.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, jsonify, request
 
+from newsletter.billing import webhooks as billing_webhooks
+from newsletter.billing.gateway import BillingUnavailable
+from newsletter.db import utcnow
 from newsletter.delivery.events import BouncePolicy, apply_events, first_use_of_signature
 from newsletter.delivery.providers import PayloadError, SignatureError
 from newsletter.wiring import services
@@ -23,8 +28,27 @@ def _unavailable():
                    ), 503
 
 
+def _stripe():
+    billing = services().billing
+    if billing.gateway is None or not billing.settings.webhook_secrets:
+        abort(404)
+    try:
+        answer = billing_webhooks.handle(billing, request.get_data(),
+                                         request.headers.get("Stripe-Signature"), utcnow())
+    except billing_webhooks.SignatureError:
+        return jsonify(error="unauthorized"), 401
+    except billing_webhooks.PayloadError as exc:
+        return jsonify(error="bad request", message=str(exc)[:300]), 400
+    except BillingUnavailable:
+        return _unavailable()  # Stripe sends the event again later
+    return jsonify(id=answer.event_id, type=answer.type, outcome=answer.outcome,
+                   duplicate=answer.duplicate)
+
+
 @bp.post("/<provider>")
 def receive(provider: str):
+    if provider == "stripe":
+        return _stripe()
     parts = services()
     hook = parts.providers.get(provider)
     if hook is None:

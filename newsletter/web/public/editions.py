@@ -6,20 +6,22 @@ from the edition's content (its sections' syntheses, by id, and its sanitised bo
 from the variants that were mailed, so it never carries a reader's links or tokens.
 
 Premium editions (:func:`newsletter.billing.entitlements.edition_is_premium`) show their
-subject and a note with HTTP 403, not their body, until billing can tell a paying reader (a
-later issue).
+body to a paying reader signed in, and to everyone else their subject and an upgrade button.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template
+from flask import Blueprint, abort, make_response, render_template
 from markupsafe import Markup
 
 from newsletter.billing import entitlements
 from newsletter.content import service as content
+from newsletter.db import utcnow
 from newsletter.editions import archive as editions_archive
 from newsletter.editions.service import edition_sections
 from newsletter.web.pagination import page_number
+from newsletter.web.public.readers import current_reader
+from newsletter.wiring import services
 
 bp = Blueprint("editions", __name__)
 NO_SUCH_ARCHIVE_PAGE = "There is no such page of the archive."
@@ -58,12 +60,19 @@ def edition(slug: str):
     entry = editions_archive.public_edition(slug)
     if entry is None:
         abort(404, "There is no edition at this address.")
-    # A visitor has no plan: premium bodies stay locked until billing can tell a reader.
-    if not entitlements.may_read_edition(None, premium=entry.premium):
-        return render_template("editions/locked.html", entry=entry,
-                               topics=content.list_topics()), 403
-    body = editions_archive.web_body(entry.edition)
-    return render_template("editions/edition.html", entry=entry,
-                           body=Markup(body) if body else "",  # noqa: S704 - sanitised
-                           sections=edition_sections(entry.edition, published_only=True),
-                           topics=content.list_topics())
+    paying = entitlements.reader_is_paying(current_reader(), utcnow())
+    if not entitlements.may_read(paying, premium=entry.premium):
+        response = make_response(render_template(
+            "editions/locked.html", entry=entry, topics=content.list_topics(),
+            takes_payment=services().billing.takes_payment))
+    else:
+        body = editions_archive.web_body(entry.edition)
+        response = make_response(render_template(
+            "editions/edition.html", entry=entry,
+            body=Markup(body) if body else "",  # noqa: S704 - sanitised
+            sections=edition_sections(entry.edition, published_only=True),
+            topics=content.list_topics()))
+    if entry.premium:  # the page depends on who asks: no shared cache may keep it
+        response.headers["Cache-Control"] = "private, no-store"
+        response.vary.add("Cookie")
+    return response

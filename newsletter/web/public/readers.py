@@ -22,6 +22,10 @@ from flask import (
 )
 from flask_login import UserMixin, current_user, login_user, logout_user
 
+from newsletter.billing import entitlements
+from newsletter.billing import service as billing_service
+from newsletter.billing.gateway import BillingUnavailable
+from newsletter.db import db, utcnow
 from newsletter.extensions import csrf, limiter
 from newsletter.subscribers import privacy, service, streams
 from newsletter.subscribers.models import Reader, ReaderStatus
@@ -29,7 +33,7 @@ from newsletter.subscribers.preferences import WEEKDAYS, timezones
 from newsletter.subscribers.tokens import Purpose, TokenExpired, TokenInvalid
 from newsletter.validation import FieldError, InvalidInput
 from newsletter.web.actors import request_actor
-from newsletter.wiring import reader_services
+from newsletter.wiring import reader_services, services
 
 bp = Blueprint("readers", __name__)
 READER_PREFIX = "reader:"
@@ -59,16 +63,35 @@ def load_reader_login(user_id: str):
     return ReaderLogin(reader) if reader is not None else None
 
 
-def _sign_in(reader: Reader) -> None:
+def _sign_in(reader: Reader, *, from_list_mail: bool = False) -> None:
+    """Sign the reader in. ``from_list_mail``: through a link in a digest or an edition —
+    mail people forward — which opens the preference centre but not billing or erasure
+    (:func:`signed_in_from_own_inbox`)."""
     session.clear()
     login_user(ReaderLogin(reader))
     session["reader_signed_in_at"] = time.time()
+    session["reader_link"] = "list" if from_list_mail else "account"
 
 
-def _current_reader() -> Reader | None:
+def signed_in_from_own_inbox() -> bool:
+    """Whether the reader came in through a link sent to them alone (a confirmation, a
+    sign-in link they asked for), not one in list mail that may have been forwarded."""
+    return session.get("reader_link") == "account"
+
+
+def send_fresh_link(reader: Reader) -> None:
+    """Email the reader a sign-in link of their own (rate-limited by the caller's route)."""
+    if reader.email:
+        service.send_manage_link(reader_services(), reader.email)
+
+
+def current_reader() -> Reader | None:
+    """The reader signed in through a link, or None (a visitor, or an admin)."""
     if current_user.is_authenticated and isinstance(current_user, ReaderLogin):
         return current_user.reader
     return None
+
+
 
 
 @bp.after_request
@@ -153,10 +176,10 @@ def confirm(token: str):
 @bp.get("/manage/<token>")
 def manage(token: str):
     try:
-        reader = service.reader_from_link(reader_services(), Purpose.MANAGE, token)
+        reader, link = service.reader_and_link(reader_services(), Purpose.MANAGE, token)
     except TokenInvalid as exc:
         return _link_problem(exc)
-    _sign_in(reader)
+    _sign_in(reader, from_list_mail=bool(link.get("l")))
     return redirect(url_for("readers.preferences"), code=303)
 
 
@@ -164,9 +187,15 @@ def manage(token: str):
 
 def _preferences_page(reader: Reader, errors: InvalidInput | None = None, saved=None,
                       status: int = 200):
+    billing = services().billing
+    offered = reader_services().offered_topics(reader)
     return render_template(
         "readers/preferences.html", reader=reader, errors=errors, saved=saved,
-        topics_available=reader_services().offered_topics(), weekdays=WEEKDAYS,
+        topics_available=offered, weekdays=WEEKDAYS,
+        locked_topics=[topic for topic in entitlements.premium_topics()
+                       if topic not in offered],
+        standing=billing_service.standing(reader, utcnow()),
+        takes_payment=billing.takes_payment,
         timezones=timezones(), welcome=bool(request.args.get("welcome")),
         followed=[link.topic.slug for link in reader.followed],
         today=date.today().isoformat(), unsubscribe_url=reader_services().mailer.links
@@ -176,7 +205,7 @@ def _preferences_page(reader: Reader, errors: InvalidInput | None = None, saved=
 
 @bp.route("/preferences", methods=["GET", "POST"])
 def preferences():
-    reader = _current_reader()
+    reader = current_reader()
     if reader is None:
         return render_template("readers/request_link.html", errors=None), 200
     if request.method != "POST":  # GET and HEAD (Flask answers HEAD with the GET view)
@@ -236,13 +265,14 @@ def sign_out():
 
 @bp.get("/preferences/export")
 def export():
-    reader = _current_reader()
+    reader = current_reader()
     if reader is None:
         abort(401, "Follow the link in one of our emails to download your data.")
     from newsletter.delivery.history import sent_to_reader
 
     data = privacy.export_reader(reader)
     data["emails_sent"] = sent_to_reader(reader.id)
+    data["billing"] = billing_service.export(reader, utcnow())
     body = json.dumps(data, indent=2, ensure_ascii=False)
     return Response(body, mimetype="application/json", headers={
         "Content-Disposition": 'attachment; filename="my-newsletter-data.json"',
@@ -251,14 +281,26 @@ def export():
 
 
 @bp.post("/preferences/delete")
+@ip_limited
 def erase():
-    reader = _current_reader()
+    reader = current_reader()
     if reader is None:
         abort(401, "Follow the link in one of our emails to delete your data.")
     if request.form.get("confirm") != "erase":
         problem = FieldError("confirm", "Tick the box to confirm that everything is erased.")
         return _preferences_page(reader, errors=InvalidInput([problem]), status=400)
-    privacy.erase_reader(reader_services(), reader, request_actor("preferences"))
+    if not signed_in_from_own_inbox():
+        send_fresh_link(reader)
+        return render_template("readers/fresh_link.html", reader=reader,
+                               what="delete your data"), 403
+    try:
+        privacy.erase_reader(reader_services(), reader, request_actor("preferences"))
+    except BillingUnavailable:
+        db.session.rollback()
+        problem = FieldError("confirm", "We could not cancel your paid subscription just now, "
+                                        "so nothing was erased. Please try again in a few "
+                                        "minutes.")
+        return _preferences_page(reader, errors=InvalidInput([problem]), status=503)
     logout_user()
     session.clear()
     return render_template("readers/erased.html")

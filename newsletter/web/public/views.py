@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, jsonify, render_template
+from flask import Blueprint, abort, jsonify, make_response, render_template
 from sqlalchemy import text
 
+from newsletter.billing import entitlements
 from newsletter.content import service as content
-from newsletter.db import db
+from newsletter.db import db, utcnow
 from newsletter.web.pagination import page_number
+from newsletter.web.public.readers import current_reader
+from newsletter.wiring import services
 
 bp = Blueprint("public", __name__)
 PAGE_SIZE = 20
@@ -28,12 +31,22 @@ def home():
 
 @bp.get("/syntheses/<slug>")
 def synthesis(slug: str):
+    """A synthesis whole; a premium one (``billing.entitlements``) whole for a paying reader
+    signed in, and as a teaser (title, summary, byline, source) with an upgrade button for
+    everyone else."""
     item = content.get_visible_synthesis(slug)
     if item is None:
         abort(404, "There is no published synthesis at this address.")
-    return render_template("synthesis.html", synthesis=item,
-                           related=content.related_syntheses(item, limit=3),
-                           topics=content.list_topics())
+    premium = entitlements.synthesis_is_premium(item)
+    locked = premium and not entitlements.reader_is_paying(current_reader(), utcnow())
+    response = make_response(render_template(
+        "synthesis.html", synthesis=item, locked=locked, premium=premium,
+        takes_payment=services().billing.takes_payment,
+        related=content.related_syntheses(item, limit=3), topics=content.list_topics()))
+    if premium:  # the page depends on who asks: no shared cache may keep it
+        response.headers["Cache-Control"] = "private, no-store"
+        response.vary.add("Cookie")
+    return response
 
 
 @bp.get("/topics/")

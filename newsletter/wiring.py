@@ -30,6 +30,7 @@ from newsletter.delivery.relays import parse_relays
 from newsletter.delivery.sender import Sender, SendSettings, worker_id
 from newsletter.delivery.sns_fetch import HttpsFetcher
 from newsletter.delivery.tokens import DeliveryTokens
+from newsletter.editions import next_digest
 from newsletter.mail import DkimSigner, EmailRenderer, FastDkimSigner, MailSetup
 from newsletter.subscribers.mailer import Links, ReaderMailer
 from newsletter.subscribers.service import ReaderServices
@@ -91,7 +92,8 @@ def build_services(config) -> Services:
     billing = build_billing(config)
     readers = ReaderServices(
         tokens=tokens,
-        mailer=ReaderMailer(mail, Links(config["BASE_URL"], tokens)),
+        mailer=ReaderMailer(mail, Links(config["BASE_URL"], tokens),
+                            next_digest=next_digest.sentence),
         hash_key=hashlib.sha256(hash_key).digest(),
         offered_topics=lambda reader=None: entitlements.offered_topics(reader, utcnow()),
         check_deliverability=config["CHECK_DELIVERABILITY"],

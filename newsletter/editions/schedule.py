@@ -84,6 +84,43 @@ def next_due(plan: Plan, now: datetime) -> Due:
     return next(due for due in _scheduled(plan, now, range(9)) if due.instant > now)
 
 
+def next_digest(plan: Plan, now: datetime, *, paused_until: date | None = None,
+                handled_through: date | None = None) -> Due | None:
+    """The reader's next digest after ``now``: the first scheduled one that no pause covers
+    (a pause holds on dates before ``paused_until``; without an end it holds for good: None)
+    and whose local date is after the last one handled (``handled_through``). Within a year;
+    a digest goes out only if something new was published for it."""
+    if plan.frequency == PAUSED and paused_until is None:
+        return None
+    for due in _scheduled(plan, now, range(400)):
+        if due.instant <= now:
+            continue
+        if plan.frequency == PAUSED and paused_until > due.local_date:
+            continue
+        if handled_through is not None and due.local_date <= handled_through:
+            continue
+        return due
+    return None
+
+
+def place_name(timezone: str) -> str:
+    """How people name a zone: ``Europe/Paris`` is "Paris", ``America/Argentina/Buenos_Aires``
+    "Buenos Aires", UTC "UTC"."""
+    return timezone.rsplit("/", 1)[-1].replace("_", " ")
+
+
+def describe(due: Due, timezone: str, *, hour_format: str = "24h") -> str:
+    """A digest's time in the reader's own terms: "Wednesday 9 December at 07:00, Paris
+    time" (``hour_format`` "12h": "7:00 AM")."""
+    local = due.instant.astimezone(zone(timezone))
+    if hour_format == "12h":
+        clock = f"{(local.hour % 12) or 12}:{local.minute:02d} {'AM' if local.hour < 12 else 'PM'}"
+    else:
+        clock = f"{local:%H:%M}"
+    place = "UTC" if place_name(timezone) == "UTC" else f"{place_name(timezone)} time"
+    return f"{local:%A} {local.day} {local:%B} at {clock}, {place}"
+
+
 def digest_frequency(frequency: str) -> str:
     """The kind of digest a reader gets: weekly, or daily (a paused reader whose pause has
     ended gets daily ones)."""

@@ -34,6 +34,8 @@ import jinja2
 import mjml
 from markupsafe import Markup, escape
 
+from newsletter.mail import brand
+
 __all__ = ["EmailRenderer", "PersonalTemplate", "RenderedEmail", "TemplateError"]
 
 TEXT_WIDTH = 72
@@ -205,6 +207,7 @@ class EmailRenderer:
             wrap=_wrap, paragraphs=_paragraphs, longdate=_longdate, join_words=_join_words,
             excerpt=_excerpt,
         )
+        self._env.globals["brand"] = brand.for_templates()
 
     def render(self, name: str, context: Mapping[str, Any]) -> RenderedEmail:
         """Render the email kind ``name``; raises :class:`TemplateError` on any failure."""
@@ -248,12 +251,13 @@ class EmailRenderer:
         return entry
 
     def _load_include(self, path: str) -> str:
-        """Load an ``<mj-include>`` file: a bare MJML fragment, taken as it is (no Jinja)."""
+        """Load an ``<mj-include>`` file: a bare MJML fragment, filled with the brand's
+        tokens only (``brand.*``; no per-email value reaches it)."""
         root = self.templates_dir.resolve()
         target = (root / path).resolve()
         if not target.is_relative_to(root):
             raise ValueError(f"mj-include outside the templates folder: {path}")
-        return target.read_text(encoding="utf-8")
+        return self._env.from_string(target.read_text(encoding="utf-8")).render()
 
     def _split(self, name: str, document: str) -> PersonalTemplate:
         pieces = self._marker.split(document)

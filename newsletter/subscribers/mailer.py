@@ -9,14 +9,19 @@ is ours, so its bounces are processed like the list's), its own ``Feedback-ID``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parseaddr
+from typing import TYPE_CHECKING, Any
 
 from newsletter.mail import MailSetup, build_message
 from newsletter.mail.message import reply_to_header
 from newsletter.mail.verp import IdTokens
 from newsletter.subscribers.tokens import Purpose, Tokens
+
+if TYPE_CHECKING:
+    from newsletter.subscribers.models import Reader
 
 # Never the start of a delivery token (base 36 digits, then "-").
 ACCOUNT_TOKEN_PREFIX = "acct_"  # noqa: S105 - a prefix, not a secret
@@ -92,15 +97,21 @@ class AccountMessage:
 class ReaderMailer:
     """Builds account mail; ``subscribers.outbox`` queues it and sends it."""
 
-    def __init__(self, mail: MailSetup, links: Links):
+    def __init__(self, mail: MailSetup, links: Links,
+                 next_digest: Callable[[Reader, datetime], str | None] | None = None):
+        """``next_digest``: when a reader's next digest comes, in their words ("Wednesday 9
+        December at 07:00, Paris time"); the digest schedule's, passed in by the wiring
+        (subscribers sit below editions)."""
         self.mail = mail
         self.links = links
+        self.next_digest = next_digest
         self.account_tokens = AccountTokens(mail.config["SECRET_KEYS"])
 
-    def message(self, kind: str, reader_id: int, to: str, request_id: int | None = None,
-                paid_until: datetime | None = None) -> AccountMessage:
+    def message(self, kind: str, reader_id: int, to: str, request_id: int | None = None, *,
+                reader: Reader | None = None, now: datetime | None = None) -> AccountMessage:
         """The email of ``kind`` (``AccountMailKind``) for the reader, its link made now.
-        ``paid_until``: for ``payment_failed``, when the paid plan ends unless they pay."""
+        ``reader`` (as it is ``now``): what a welcome lists and when a payment-failed
+        notice's paid plan ends."""
         publication = self.mail.config["PUBLICATION_NAME"]
         if kind == "confirm":
             return self._build("confirm", reader_id, to,
@@ -113,15 +124,30 @@ class ReaderMailer:
             return self._build("email_change", reader_id, to,
                                f"Confirm your new address for {publication}",
                                self.links.email_change(reader_id, to))
+        if kind == "welcome":
+            return self._welcome(reader_id, to, reader, now)
         if kind == "payment_failed":
+            paid_until = reader.plan_until if reader is not None else None
             until = f"{paid_until:%B} {paid_until.day}, {paid_until:%Y}" if paid_until else ""
             return self._build("payment_failed", reader_id, to,
                                f"Your payment for {publication} did not go through",
                                self.links.manage(reader_id), until=until)
         raise ValueError(f"unknown kind of account mail: {kind!r}")
 
+    def _welcome(self, reader_id: int, to: str, reader: Reader | None,
+                 now: datetime | None) -> AccountMessage:
+        publication = self.mail.config["PUBLICATION_NAME"]
+        topics = [topic.name for topic in reader.topics] if reader is not None else []
+        first = None
+        if reader is not None and self.next_digest is not None:
+            first = self.next_digest(reader, now or datetime.now(UTC))
+        return self._build("welcome", reader_id, to, f"Welcome to {publication}",
+                           self.links.manage(reader_id), topics=topics,
+                           first_digest=first or "", weekly=bool(
+                               reader is not None and reader.frequency == "weekly"))
+
     def _build(self, template: str, reader_id: int, to: str, subject: str,
-               action_url: str, **content: str) -> AccountMessage:
+               action_url: str, **content: Any) -> AccountMessage:
         config = self.mail.config
         from_addr = config.get("ACCOUNT_MAIL_FROM") or config["MAIL_FROM"]
         token = self.account_tokens.make_token(reader_id)

@@ -185,6 +185,7 @@ class AccountMailKind(StrEnum):
     MANAGE_LINK = "manage_link"    # a sign-in link to the preference centre
     EMAIL_CHANGE = "email_change"  # confirm a new address
     PAYMENT_FAILED = "payment_failed"  # a payment failed: paid access continues for a while
+    WELCOME = "welcome"            # just confirmed: what they chose, when the first digest comes
 
 
 class AccountMailStatus(StrEnum):

@@ -126,6 +126,8 @@ def _still_wanted(mail: AccountMail, now: datetime) -> str | None:
     if mail.kind == AccountMailKind.PAYMENT_FAILED.value and (
             reader.plan_until is None or reader.plan_until <= now):
         return "the payment went through, or the grace period is over"
+    if mail.kind == AccountMailKind.WELCOME.value and reader.status != ReaderStatus.ACTIVE.value:
+        return "the reader is no longer subscribed"
     if mail.kind == AccountMailKind.CONFIRM.value:
         if reader.status != ReaderStatus.PENDING.value:
             return "the subscription is no longer waiting for confirmation"
@@ -158,7 +160,9 @@ def send_due(mailer: ReaderMailer, now: datetime, limit: int = BATCH) -> SendRep
                 continue
             try:
                 message = mailer.message(mail.kind, mail.reader_id, mail.to_email,
-                                         mail.request_id, _paid_until(mail))
+                                         mail.request_id,
+                                         reader=db.session.get(Reader, mail.reader_id),
+                                         now=now)
                 if transport is None:
                     transport = mailer.mail.new_transport()
                 transport.send(message.return_path, [message.to], message.data)
@@ -183,11 +187,6 @@ def send_due(mailer: ReaderMailer, now: datetime, limit: int = BATCH) -> SendRep
         if transport is not None:
             transport.close()
     return report
-
-
-def _paid_until(mail: AccountMail) -> datetime | None:
-    reader = db.session.get(Reader, mail.reader_id)
-    return reader.plan_until if reader is not None else None
 
 
 def _fail(report: SendReport, mail_id: int, claim: str, now: datetime, error: str) -> None:

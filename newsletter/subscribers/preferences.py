@@ -64,13 +64,20 @@ def _one(form: dict[str, list[str]], name: str, errors: list[FieldError],
 
 def parse_topics(form: dict[str, list[str]], available: list[Topic],
                  errors: list[FieldError]) -> list[Topic]:
-    """Checked topic slugs in the reader's order (``order-<slug>`` numbers, then site order)."""
+    """Checked topic slugs in the reader's order: the page's ``order`` list (the slugs as the
+    rows stand, moved up and down), or ``order-<slug>`` numbers (the API), then site order."""
     by_slug = {topic.slug: topic for topic in available}
     chosen: list[tuple[int, int, Topic]] = []
     raw = form.get("topic") or []
     if len(raw) > len(by_slug) + 5:
         errors.append(FieldError("topic", "too many topics"))
         return []
+    listed = form.get("order") or []
+    rank: dict[str, int] = {}
+    if isinstance(listed, list) and len(listed) <= len(by_slug) + 5:
+        for slug in listed:
+            if isinstance(slug, str) and slug in by_slug:
+                rank.setdefault(slug, len(rank) + 1)
     for slug in raw:
         if not isinstance(slug, str) or slug not in by_slug:
             errors.append(FieldError("topic", f"unknown topic {str(slug)[:60]!r}"))
@@ -79,7 +86,7 @@ def parse_topics(form: dict[str, list[str]], available: list[Topic],
         if any(t is topic for _, _, t in chosen):
             continue
         order_text = _one(form, f"order-{slug}", errors, default="")
-        order = 999
+        order = rank.get(slug, 999)
         if order_text:
             order = whole_number(order_text, 1, 99) or 999
             if order == 999:
@@ -88,6 +95,21 @@ def parse_topics(form: dict[str, list[str]], available: list[Topic],
     if not chosen and not any(e.field.startswith("topic") for e in errors):
         errors.append(FieldError("topic", "Choose at least one topic."))
     return [topic for _, _, topic in sorted(chosen, key=lambda item: (item[0], item[1]))]
+
+
+def move_in_order(order: list[str], move: str) -> tuple[list[str], str | None]:
+    """The ``order`` list with one slug moved a place: ``move`` is ``<slug>:up`` or
+    ``<slug>:down``. Returns the new list and the slug moved (None: nothing to move)."""
+    slug, _, direction = move.rpartition(":")
+    if direction not in ("up", "down") or slug not in order:
+        return order, None
+    moved = list(dict.fromkeys(order))  # each slug once
+    index = moved.index(slug)
+    other = index - 1 if direction == "up" else index + 1
+    if not 0 <= other < len(moved):
+        return moved, None
+    moved[index], moved[other] = moved[other], moved[index]
+    return moved, slug
 
 
 def parse_preferences(form: dict[str, list[str]], available: list[Topic],

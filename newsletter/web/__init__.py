@@ -64,11 +64,13 @@ def register_web(app: Flask) -> None:
     @app.context_processor
     def _publication():
         from newsletter.subscribers.service import CONSENT_TEXT
+        from newsletter.web.public.readers import current_reader
         from newsletter.wiring import reader_services
 
         return {"publication": app.config["PUBLICATION_NAME"],
                 "subscribe_topics": reader_services().offered_topics,
-                "consent_text": CONSENT_TEXT}
+                "consent_text": CONSENT_TEXT,
+                "reader_signed_in": lambda: current_reader() is not None}
 
     @app.errorhandler(CSRFError)
     def _csrf_error(error: CSRFError):

@@ -47,6 +47,9 @@ def money(amount: int | float | None, currency: str | None) -> str:
 
 
 def register(app: Flask) -> None:
+    from newsletter.web.urls import absolute_url
+
+    app.add_template_global(absolute_url)
     app.add_template_filter(money)
     app.add_template_filter(paragraphs)
     app.add_template_filter(long_date)

@@ -141,7 +141,7 @@ def test_reader_subscribes_confirms_sets_preferences_and_unsubscribes(
     # What was chosen on the synthesis page, and the browser's timezone, were kept.
     for name in pre_ticked + [extra]:
         expect(page.get_by_role("checkbox", name=name, exact=True)).to_be_checked()
-    timezone = page.get_by_label("Timezone")
+    timezone = page.get_by_label("Timezone", exact=True)
     expect(timezone).to_have_value(BROWSER_ZONE)
     # The server stored it (not only the page's script choosing a default).
     expect(page.locator("#timezone option[selected]")).to_have_attribute("value", BROWSER_ZONE)
@@ -152,20 +152,30 @@ def test_reader_subscribes_confirms_sets_preferences_and_unsubscribes(
     added = next(name for name in offered if name not in pre_ticked and name != extra)
     page.get_by_role("checkbox", name=dropped, exact=True).uncheck()
     page.get_by_role("checkbox", name=added, exact=True).check()
+    # The timezone list narrows as the reader types a place.
+    page.get_by_role("searchbox", name="Search the timezones").fill("new york")
+    expect(page.locator('#timezone option[value="Europe/Paris"]')).to_be_hidden()
     timezone.select_option("America/New_York")
-    page.get_by_label("Delivery time").fill("06:30")
+    page.get_by_label("Delivery time").select_option("06:30")
+    expect(page.locator("#delivery_time option:checked")).to_have_text("6:30 AM")  # en-US
     page.get_by_role("button", name="Save preferences").click()
-    expect(page.get_by_role("status").filter(has_text="saved")).to_have_text(
-        "Your preferences are saved.")
+    saved = page.locator("#saved")
+    expect(saved).to_contain_text("Saved: your topics, the delivery time (now 6:30 AM), "
+                                  "the timezone (now New York).")
+    expect(saved).to_contain_text(f"You left {dropped}.")
+    expect(saved.get_by_role("button", name="Undo")).to_be_visible()
 
     page.goto("/preferences")
     expect(page.get_by_role("checkbox", name=dropped, exact=True)).not_to_be_checked()
     for name in (extra, added):
         expect(page.get_by_role("checkbox", name=name, exact=True)).to_be_checked()
-    expect(page.get_by_label("Timezone")).to_have_value("America/New_York")
+    expect(page.get_by_label("Timezone", exact=True)).to_have_value("America/New_York")
     expect(page.get_by_label("Delivery time")).to_have_value("06:30")
     for name in offered:
-        expect(page.get_by_label(f"Order of {name}")).to_be_visible()
+        expect(page.get_by_role("button", name=f"Move {name} down")).to_be_visible()
+    first = page.locator("[data-topic-order] li").first.locator("label span").first
+    expect(page.get_by_role("button", name=f"Move {first.inner_text().strip()} up")
+           ).to_be_disabled()
     assert _unnamed_controls(page, "main") == [], "controls without an accessible name"
 
     # Both streams of list mail are shown, and ticked.

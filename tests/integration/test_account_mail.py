@@ -75,6 +75,9 @@ def test_the_request_queues_the_confirmation_and_the_worker_sends_it(relay, app,
     path = path_in(received, "/confirm/")
     client.post(path, data={"csrf_token": csrf_from(client, path)})
     assert db.session.scalar(select(Reader.status)) == "active"
+    welcome = drain()  # confirming queued the welcome; the confirmation is not sent again
+    assert (welcome.sent, welcome.handled) == (1, 1)
+    assert relay.messages[-1].message["Subject"] == "Welcome to Modelwire"
     assert drain().handled == 0  # nothing is sent twice
 
 

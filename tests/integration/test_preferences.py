@@ -73,7 +73,11 @@ def test_saving_every_setting(signed_in, reader):
         timezone="America/New_York", format="text"), follow_redirects=True)
     assert response.history[0].status_code == 303
     assert response.status_code == 200
-    assert "Your preferences are saved." in response.get_data(as_text=True)
+    html = response.get_data(as_text=True)
+    # The message names what changed, in the reader's terms.
+    assert ("Saved: the order of your topics, how often, the day of the week (now Friday), "
+            "the delivery time (now 06:30), the timezone (now New York), the format.") in html
+    assert "Your next digest: <strong>Friday" in html and "06:30, New York time" in html
     saved = fresh(reader.id)
     assert [t.slug for t in saved.topics] == ["models-and-research", "ai-policy-and-safety"]
     assert (saved.frequency, saved.weekly_day, saved.delivery_time, saved.timezone,

@@ -118,7 +118,7 @@ def test_view_in_browser_link_is_direct_without_tracking(runner, app, topics, tm
     [message] = outbox_messages(Path(app.config["OUTBOX_DIR"]))
     html = message.get_body(("html",)).get_content()
     assert f'<a href="https://news.example/editions/{edition.slug}" ' \
-           'style="color:#0b57d0;text-decoration:underline;">View in browser</a>' in html
+           'style="color:#a3271b;text-decoration:underline;">View in browser</a>' in html
 
 
 def test_markdown_body_with_syntheses_after_it(runner, app, topics, tmp_path):

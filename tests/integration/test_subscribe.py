@@ -85,7 +85,9 @@ def test_confirmation_is_a_button_then_activates_and_signs_in(client, topics, ou
     again = confirm(client, path)
     assert again.status_code == 303, again.get_data(as_text=True)[-1500:]
     assert [e.kind for e in events()] == ["subscribe", "confirm"]
-    assert len(outbox_messages(outbox)) == 1
+    # The confirmation, then one welcome: confirming twice welcomes once.
+    assert [m["Subject"] for m in outbox_messages(outbox)] == [
+        "Confirm your subscription to Modelwire", "Welcome to Modelwire"]
 
 
 @pytest.mark.parametrize("state", ["new", "active", "pending", "unsubscribed", "suppressed"])

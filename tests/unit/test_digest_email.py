@@ -142,7 +142,9 @@ def test_every_title_appears_once_and_links_to_its_page(digest):
 
 def test_masthead_shows_publication_frequency_and_date(digest):
     _, _, html, text = digest
-    assert ">Modelwire</a>" in html
+    # The site's masthead: the round mark, then the name in the serif.
+    assert re.search(r'class="nl-mark"[^>]*>MW</span>&nbsp;&nbsp;<span style="font-family:'
+                     r"Georgia[^\"]*\">Modelwire</span></a>", html)
     assert re.search(r">Your daily digest</h1>\s*<p[^>]*>Friday 27 November 2026</p>", html)
     assert "Your daily digest · Friday 27 November 2026" in text
     assert "Your weekly digest" not in html and "Your weekly digest" not in text
@@ -154,9 +156,13 @@ def test_in_this_digest_lists_each_topic_with_its_count(digest):
     assert len(context["sections"]) > 1
     assert "<strong>In this digest</strong> · 30 syntheses" in html
     assert "In this digest: 30 syntheses" in text
-    listed = re.findall(r"<li>([^<]*)</li>", html)
+    # Each entry links to its section, whose heading carries the anchor.
+    listed = re.findall(r'<li><a href="#([^"]+)"[^>]*>([^<]*)</a> \((\d+)\)</li>', html)
+    assert listed == [(s["slug"], s["title"], str(len(s["syntheses"])))
+                      for s in context["sections"]]
+    for section in context["sections"]:
+        assert f'<h2 id="{section["slug"]}" class="nl-accent"' in html
     expected = [f"{s['title']} ({len(s['syntheses'])})" for s in context["sections"]]
-    assert listed == expected
     for line in expected:
         assert f"\n- {line}\n" in text
     # The sections follow in the same order, each under its topic heading.
@@ -262,7 +268,7 @@ def test_user_content_is_escaped_and_template_syntax_stays_literal(renderer):
 
     assert "<script>" not in html and "<b>bold</b>" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt; Why {{ 7*7 }} matters" in html
-    assert "<li>R&amp;D &lt;i&gt;labs&lt;/i&gt; (" in html
+    assert ">R&amp;D &lt;i&gt;labs&lt;/i&gt;</a> (" in html
     assert "Some {% if true %}tricks{% endif %} and &lt;b&gt;bold&lt;/b&gt; claims." in html
     assert "{{ config }}" in html and "{{ config }}" in text
     assert "<script>alert(1)</script> Why {{ 7*7 }} matters" in flat(text)
@@ -282,7 +288,7 @@ def test_preheader_is_present_and_hidden_by_layout_not_colour(digest):
     filler = preview[len(context["preheader"]):]
     assert filler == "&#847;&zwnj;&nbsp;" * 90
     # The preheader comes before any visible text.
-    assert html.index(preview) < html.index(">Modelwire</a>")
+    assert html.index(preview) < html.index(">Modelwire</span></a>")
 
 
 def _hex_to_rgb(value: str) -> tuple[float, float, float]:

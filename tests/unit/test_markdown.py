@@ -98,9 +98,10 @@ def test_headings_lists_links_and_quotes_are_kept_with_inline_styles():
     html = html_of("## What happened\n\nA [link](https://example.com/a?b=1&c=2 \"Title\").\n\n"
                    "- one\n- two\n\n1. first\n\n> quoted\n\n### Detail\n\n`code` and **bold**"
                    " and *em*\n\n---\n")
-    assert ('<h2 style="margin:8px 0 10px 0;font-size:22px;line-height:1.3;color:#111418;">'
+    assert ('<h2 style="margin:8px 0 10px 0;font-size:22px;line-height:1.3;color:#1a1a1a;'
+            "font-family:Georgia, 'Iowan Old Style', 'Times New Roman', serif;\">"
             "What happened</h2>") in html
-    assert ('<a style="color:#0b57d0;text-decoration:underline;" '
+    assert ('<a style="color:#a3271b;text-decoration:underline;" '
             'href="https://example.com/a?b=1&amp;c=2" title="Title" rel="noopener">link</a>'
             ) in html
     assert '<ul style="margin:0 0 12px 0;padding-left:24px;">' in html

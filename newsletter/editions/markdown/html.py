@@ -34,6 +34,7 @@ import nh3
 
 from newsletter.editions.markdown.text import markdown_to_text
 from newsletter.editions.markdown.urls import IMAGE_SCHEMES, LINK_SCHEMES, allowed_url
+from newsletter.mail.brand import BRAND
 from newsletter.validation import FieldError, InvalidInput
 
 __all__ = ["MAX_BYTES", "first_paragraph_text", "render_markdown", "sanitise"]
@@ -48,26 +49,30 @@ ALLOWED_TAGS = frozenset({
 })
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "width", "height"}}
 
-# Added to the sanitised output; keys are the allowed tags that get a style.
+# Added to the sanitised output; keys are the allowed tags that get a style (the brand's
+# colours and fonts, as in every email).
+_B = BRAND
 STYLES = {
     "p": "margin:0 0 12px 0;",
-    "h2": "margin:8px 0 10px 0;font-size:22px;line-height:1.3;color:#111418;",
-    "h3": "margin:18px 0 6px 0;font-size:18px;line-height:1.3;color:#111418;",
-    "h4": "margin:14px 0 4px 0;font-size:16px;line-height:1.3;color:#111418;",
-    "a": "color:#0b57d0;text-decoration:underline;",
+    "h2": f"margin:8px 0 10px 0;font-size:22px;line-height:1.3;color:{_B['ink']};"
+          f"font-family:{_B['serif']};",
+    "h3": f"margin:18px 0 6px 0;font-size:18px;line-height:1.3;color:{_B['ink']};"
+          f"font-family:{_B['serif']};",
+    "h4": f"margin:14px 0 4px 0;font-size:16px;line-height:1.3;color:{_B['ink']};",
+    "a": f"color:{_B['accent']};text-decoration:underline;",
     "ul": "margin:0 0 12px 0;padding-left:24px;",
     "ol": "margin:0 0 12px 0;padding-left:24px;",
     "li": "margin:0 0 4px 0;",
-    "blockquote": "margin:0 0 12px 0;padding:2px 0 2px 14px;border-left:4px solid #d0d7de;"
-                  "color:#3d444d;",
-    "code": "font-family:Menlo,Consolas,monospace;font-size:14px;background-color:#f3f4f6;",
-    "pre": "margin:0 0 12px 0;padding:10px 12px;background-color:#f3f4f6;"
+    "blockquote": f"margin:0 0 12px 0;padding:2px 0 2px 14px;border-left:4px solid {_B['rule']};"
+                  f"color:{_B['muted']};",
+    "code": f"font-family:Menlo,Consolas,monospace;font-size:14px;background-color:{_B['tint']};",
+    "pre": f"margin:0 0 12px 0;padding:10px 12px;background-color:{_B['tint']};"
            "white-space:pre-wrap;word-wrap:break-word;font-size:14px;",
-    "hr": "border:0;border-top:1px solid #d0d7de;margin:20px 0;",
+    "hr": f"border:0;border-top:1px solid {_B['rule']};margin:20px 0;",
     "img": "max-width:100%;height:auto;border:0;",
     "table": "border-collapse:collapse;margin:0 0 12px 0;",
-    "th": "border:1px solid #d0d7de;padding:4px 8px;text-align:left;",
-    "td": "border:1px solid #d0d7de;padding:4px 8px;text-align:left;",
+    "th": f"border:1px solid {_B['rule']};padding:4px 8px;text-align:left;",
+    "td": f"border:1px solid {_B['rule']};padding:4px 8px;text-align:left;",
 }
 _STYLED_TAG = re.compile(r"<(" + "|".join(STYLES) + r")(?=[\s>/])")
 _HEADING_TAG = re.compile(r"<(/?)h([1-6])(?=[\s>/])", re.IGNORECASE)

@@ -25,14 +25,17 @@ from flask_login import UserMixin, current_user, login_user, logout_user
 from newsletter.billing import entitlements
 from newsletter.billing import service as billing_service
 from newsletter.billing.gateway import BillingUnavailable
+from newsletter.content import service as content
 from newsletter.db import db, utcnow
+from newsletter.editions import next_digest
 from newsletter.extensions import csrf, limiter
 from newsletter.subscribers import privacy, service, streams
 from newsletter.subscribers.models import Reader, ReaderStatus
-from newsletter.subscribers.preferences import WEEKDAYS, timezones
+from newsletter.subscribers.preferences import WEEKDAYS, move_in_order
 from newsletter.subscribers.tokens import Purpose, TokenExpired, TokenInvalid
 from newsletter.validation import FieldError, InvalidInput
 from newsletter.web.actors import request_actor
+from newsletter.web.public import preference_form as choices
 from newsletter.wiring import reader_services, services
 
 bp = Blueprint("readers", __name__)
@@ -189,17 +192,27 @@ def _preferences_page(reader: Reader, errors: InvalidInput | None = None, saved=
                       status: int = 200):
     billing = services().billing
     offered = reader_services().offered_topics(reader)
+    now = utcnow()
+    fmt = choices.hour_format(request.accept_languages)
+    message = None
+    if saved is not None:
+        message = choices.saved_message(saved.get("changes", {}),
+                                        {topic.slug: topic for topic in offered}, fmt,
+                                        saved.get("moved"))
     return render_template(
-        "readers/preferences.html", reader=reader, errors=errors, saved=saved,
-        topics_available=offered, weekdays=WEEKDAYS,
+        "readers/preferences.html", reader=reader, errors=errors, saved=message,
+        rows=choices.ordered_topics(reader, offered), weekdays=WEEKDAYS,
         locked_topics=[topic for topic in entitlements.premium_topics()
                        if topic not in offered],
-        standing=billing_service.standing(reader, utcnow()),
+        standing=billing_service.standing(reader, now),
         takes_payment=billing.takes_payment,
-        timezones=timezones(), welcome=bool(request.args.get("welcome")),
-        followed=[link.topic.slug for link in reader.followed],
-        today=date.today().isoformat(), unsubscribe_url=reader_services().mailer.links
-        .unsubscribe(reader.id),
+        zone_groups=choices.zone_groups(now), times=choices.time_choices(
+            reader.delivery_minute, fmt),
+        pauses=choices.pause_choices(date.today(), reader.paused_until),
+        next_digest=next_digest.sentence(reader, now, fmt),
+        welcome=bool(request.args.get("welcome")),
+        rejoined=saved.get("rejoined") if saved else None,
+        unsubscribe_url=reader_services().mailer.links.unsubscribe(reader.id),
     ), status
 
 
@@ -212,14 +225,35 @@ def preferences():
         return _preferences_page(reader, saved=session.pop("preferences_saved", None))
     if reader.status != ReaderStatus.ACTIVE.value:
         abort(409, "You are not subscribed. Subscribe again to choose preferences.")
+    form = request.form.to_dict(flat=False)
+    moved = None
+    move = request.form.get("move")
+    if move:  # an up/down button of the topic list (without JavaScript): save, and move
+        form["order"], moved = move_in_order(form.get("order") or [], move[:100])
     try:
-        changes = service.update_preferences(reader_services(), reader,
-                                             request.form.to_dict(flat=False),
+        changes = service.update_preferences(reader_services(), reader, form,
                                              request_actor("preferences"), date.today())
     except InvalidInput as exc:
         return _preferences_page(reader, errors=exc, status=400)
     # Post/redirect/get: a reload of the answer must not send the form again.
-    session["preferences_saved"] = sorted(changes)
+    session["preferences_saved"] = {"changes": changes, "moved": moved}
+    return redirect(url_for("readers.preferences", _anchor="topics" if move else None),
+                    code=303)
+
+
+@bp.post("/preferences/rejoin")
+def rejoin():
+    """Undo leaving a topic, from the saved message that named it."""
+    reader = current_reader()
+    if reader is None:
+        abort(401, "Follow the link in one of our emails to change your topics.")
+    try:
+        topic = service.rejoin_topic(reader_services(), reader,
+                                     request.form.get("topic", "")[:80],
+                                     request_actor("preferences"))
+    except InvalidInput as exc:
+        return _preferences_page(reader, errors=exc, status=400)
+    session["preferences_saved"] = {"changes": {}, "rejoined": topic.name}
     return redirect(url_for("readers.preferences"), code=303)
 
 
@@ -333,6 +367,15 @@ def unsubscribe(token: str):
 
     if request.method != "POST":  # GET and HEAD (Flask answers HEAD with the GET view)
         return page()
+    rejoin = request.form.get("rejoin")
+    if rejoin:  # "Undo" on the page that said which topic they left
+        try:
+            topic = service.rejoin_topic(services, reader, rejoin[:80], request_actor(
+                "unsubscribe-page"))
+        except InvalidInput as exc:
+            return page(exc.errors[0].message, 400)
+        return render_template("readers/unsubscribed.html", reader=reader, topic=None,
+                               stream=None, rejoined=topic, token=token)
     topic = request.form.get("topic")
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     everything = request.form.get("leave") == "everything"
@@ -352,5 +395,10 @@ def unsubscribe(token: str):
         topic = None
     else:
         service.unsubscribe(services, reader, actor, topic)
-    return render_template("readers/unsubscribed.html", reader=reader, topic=topic,
-                           stream=left_stream)
+    return render_template("readers/unsubscribed.html", reader=reader, token=token,
+                           topic=_topic_named(topic), stream=left_stream)
+
+
+def _topic_named(slug: str | None):
+    """The topic a reader just left, by its slug (for its name on the page), or None."""
+    return content.get_topic(slug[:80]) if slug else None

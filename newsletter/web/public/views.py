@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, jsonify, make_response, render_template
+from flask import Blueprint, abort, jsonify, make_response, redirect, render_template, url_for
 from sqlalchemy import text
 
 from newsletter.billing import entitlements
 from newsletter.content import service as content
 from newsletter.db import db, utcnow
+from newsletter.mail import brand
 from newsletter.web.pagination import page_number
 from newsletter.web.public.readers import current_reader
 from newsletter.wiring import services
@@ -16,10 +17,16 @@ bp = Blueprint("public", __name__)
 PAGE_SIZE = 20
 
 
+NO_SUCH_PAGE = ("There is no page {page}: the list ends earlier. The newest syntheses are on "
+                "the first page.")
+
+
 @bp.get("/")
 def home():
     page = page_number()
     result = content.latest_syntheses_page(page, PAGE_SIZE)
+    if page > 1 and not result.syntheses:
+        abort(404, NO_SUCH_PAGE.format(page=page))
     return render_template(
         "home.html",
         syntheses=result.syntheses,
@@ -63,9 +70,33 @@ def topic(slug: str):
         abort(404, "There is no topic at this address.")
     page = page_number()
     result = content.latest_syntheses_page(page, PAGE_SIZE, topic=item)
+    if page > 1 and not result.syntheses:
+        abort(404, NO_SUCH_PAGE.format(page=page))
     return render_template("topic.html", topic=item, syntheses=result.syntheses,
                            topics=content.list_topics(), page=page,
                            has_next=result.has_next)
+
+
+@bp.get("/feeds")
+def feeds():
+    """What a feed is and the addresses to put in a feed reader (a person who clicks a feed
+    link in a browser gets this page, not raw XML)."""
+    return render_template("feeds.html", topics=content.list_topics())
+
+
+@bp.get("/brand.css")
+def brand_css():
+    """The publication's colours and fonts as CSS variables (``mail.brand``, shared with
+    the emails)."""
+    response = make_response(brand.css_variables())
+    response.mimetype = "text/css"
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    return redirect(url_for("static", filename="favicon.svg"), code=301)
 
 
 @bp.get("/healthz")

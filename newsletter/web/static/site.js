@@ -10,3 +10,88 @@
     if (select.querySelector('option[value="' + zone + '"]')) { select.value = zone; }
   });
 })();
+
+// The topic bar: the current topic scrolled into view, and a fade on each edge the row
+// continues past, so a cut-off word says "there is more this way".
+(function () {
+  var nav = document.querySelector(".topics-nav");
+  var list = nav && nav.querySelector("ul");
+  if (!list) { return; }
+  var current = list.querySelector('[aria-current="page"]');
+  if (current) {
+    var item = current.parentElement;
+    list.scrollLeft = item.offsetLeft - (list.clientWidth - item.offsetWidth) / 2;
+  }
+  function edges() {
+    var more = list.scrollWidth - list.clientWidth;
+    nav.toggleAttribute("data-more-left", list.scrollLeft > 2);
+    nav.toggleAttribute("data-more-right", more - list.scrollLeft > 2);
+  }
+  list.addEventListener("scroll", edges, { passive: true });
+  window.addEventListener("resize", edges);
+  edges();
+})();
+
+// Topic order: the arrows move a row at once (the form's Save keeps the order); without
+// JavaScript each arrow saves the form and moves the topic on the server.
+(function () {
+  var list = document.querySelector("[data-topic-order]");
+  if (!list) { return; }
+  var status = document.querySelector("[data-topic-order-status]");
+  function buttons(row) {
+    return { up: row.querySelector('button[value$=":up"]'),
+             down: row.querySelector('button[value$=":down"]') };
+  }
+  function refresh() {
+    var rows = list.querySelectorAll("li");
+    rows.forEach(function (row, i) {
+      var b = buttons(row);
+      b.up.disabled = i === 0;
+      b.down.disabled = i === rows.length - 1;
+    });
+  }
+  list.addEventListener("click", function (event) {
+    var button = event.target.closest('button[name="move"]');
+    if (!button) { return; }
+    event.preventDefault();
+    var row = button.closest("li");
+    var up = /:up$/.test(button.value);
+    var other = up ? row.previousElementSibling : row.nextElementSibling;
+    if (!other) { return; }
+    list.insertBefore(up ? row : other, up ? other : row);
+    refresh();
+    var b = buttons(row);
+    (button.disabled ? (up ? b.down : b.up) : button).focus();
+    var rows = Array.prototype.slice.call(list.querySelectorAll("li"));
+    var name = row.querySelector("label span").firstChild.textContent.trim();
+    if (status) {
+      status.textContent = name + " moved " + (up ? "up" : "down") + ": " +
+        (rows.indexOf(row) + 1) + " of " + rows.length + ". Save to keep this order.";
+    }
+  });
+})();
+
+// The timezone list: a search box that narrows it to the matching places.
+(function () {
+  var search = document.querySelector("[data-zone-search]");
+  var select = document.getElementById("timezone");
+  if (!search || !select) { return; }
+  search.hidden = false;
+  search.addEventListener("input", function () {
+    var words = search.value.trim().toLowerCase();
+    var first = null;
+    select.querySelectorAll("optgroup").forEach(function (group) {
+      var shown = 0;
+      group.querySelectorAll("option").forEach(function (option) {
+        var match = !words || option.textContent.toLowerCase().indexOf(words) >= 0 ||
+          option.value.toLowerCase().replace(/_/g, " ").indexOf(words) >= 0;
+        option.hidden = !match;
+        if (match) { shown += 1; first = first || option; }
+      });
+      group.hidden = shown === 0;
+    });
+    if (first && select.selectedOptions[0] && select.selectedOptions[0].hidden) {
+      select.value = first.value;
+    }
+  });
+})();

@@ -94,7 +94,7 @@ class EditionComposer:
             "message_id": message_id_local(token, job.edition_id),
             "list_unsubscribe": f"<{unsubscribe_url}>",
             "x_newsletter_token": token,
-            "greeting": "Hello,",
+            "greeting": f"Hello {job.first_name}," if job.first_name else "Hello,",
             "email": job.email,
             "unsubscribe_url": unsubscribe_url,
             "preferences_url": self.links.manage(job.reader_id, in_list_mail=True),

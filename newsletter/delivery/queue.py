@@ -28,6 +28,7 @@ class Claimed:
     created_at: datetime
     claim_id: str
     eligible: bool
+    first_name: str | None = None   # for the greeting; read with the claim
 
 
 def _dt(name: str):
@@ -87,6 +88,14 @@ _ELIGIBLE = (
 )
 
 
+# -- name: claim-first-names
+# Contract: the first name of each claimed delivery's reader who gave one (for "Hello Ada,").
+_FIRST_NAMES = (
+    "SELECT d.id, r.first_name FROM deliveries d JOIN readers r ON r.id = d.reader_id"
+    " WHERE d.id IN :ids AND r.first_name IS NOT NULL"
+)
+
+
 def claim(conn: Connection, *, worker: str, limit: int, lease_seconds: int, now: datetime,
           edition_id: int | None = None) -> list[Claimed]:
     """Claim a batch; commits (the claim must be visible before any message goes out)."""
@@ -110,11 +119,14 @@ def claim(conn: Connection, *, worker: str, limit: int, lease_seconds: int, now:
     ids = [row.id for row in rows]
     eligible = set(conn.execute(
         text(_ELIGIBLE).bindparams(bindparam("ids", expanding=True)), {"ids": ids}).scalars())
+    names = dict(conn.execute(
+        text(_FIRST_NAMES).bindparams(bindparam("ids", expanding=True)), {"ids": ids}).all())
     conn.commit()
     return [
         Claimed(id=row.id, edition_id=row.edition_id, reader_id=row.reader_id,
                 variant_id=row.variant_id, email=row.email, attempts=row.attempts,
-                created_at=row.created_at, claim_id=claim_id, eligible=row.id in eligible)
+                created_at=row.created_at, claim_id=claim_id, eligible=row.id in eligible,
+                first_name=names.get(row.id))
         for row in sorted(rows, key=lambda r: r.id)
     ]
 

@@ -13,11 +13,11 @@ from newsletter.db import db, utcnow
 from newsletter.subscribers import service
 from newsletter.subscribers.addresses import email_hash, normalise_email
 from newsletter.subscribers.models import Reader, ReaderStatus
-from newsletter.subscribers.preferences import parse_preferences
+from newsletter.subscribers.preferences import parse_first_name, parse_preferences
 from newsletter.validation import FieldError, InvalidInput, aware_datetime, single_line
 
-_ALLOWED = {"email", "topics", "timezone", "delivery_time", "frequency", "weekly_day",
-            "format", "consent"}
+_ALLOWED = {"email", "first_name", "topics", "timezone", "delivery_time", "frequency",
+            "weekly_day", "format", "consent"}
 _CONSENT_FIELDS = {"obtained_at", "wording_version", "source_detail", "ip", "user_agent"}
 
 
@@ -89,6 +89,7 @@ def add_reader(services: service.ReaderServices, payload: Any, actor: service.Ac
             value = payload[name]
             form[name] = [str(value) if isinstance(value, int | str) else ""]
     consent = _consent(payload.get("consent"), errors)
+    first_name = parse_first_name(payload.get("first_name"), errors)
     prefs = None
     try:
         prefs = parse_preferences(form, services.offered_topics(), today)
@@ -99,7 +100,7 @@ def add_reader(services: service.ReaderServices, payload: Any, actor: service.Ac
 
     if consent is None:
         service.request_subscription(services, email, [t.slug for t in prefs.topics], actor,
-                                     timezone=prefs.timezone)
+                                     timezone=prefs.timezone, first_name=first_name)
         return None, "confirmation_sent"
 
     reader = service.find_by_email(email)
@@ -113,6 +114,7 @@ def add_reader(services: service.ReaderServices, payload: Any, actor: service.Ac
         db.session.add(reader)
         db.session.flush()
     service.set_topics(reader, prefs.topics)
+    reader.first_name = first_name
     reader.frequency = prefs.frequency
     reader.weekly_day = prefs.weekly_day
     reader.delivery_minute = prefs.delivery_minute

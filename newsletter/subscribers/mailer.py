@@ -143,6 +143,7 @@ class ReaderMailer:
             first = self.next_digest(reader, now or datetime.now(UTC))
         return self._build("welcome", reader_id, to, f"Welcome to {publication}",
                            self.links.manage(reader_id), topics=topics,
+                           first_name=reader.first_name if reader is not None else None,
                            first_digest=first or "", weekly=bool(
                                reader is not None and reader.frequency == "weekly"))
 

@@ -79,6 +79,8 @@ class Reader(Base):
     # Keyed hash of ``email`` (the suppression list's form), so sends can check suppression
     # in set-based SQL. Kept in step by the service whenever the address changes.
     email_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # What to call them in a greeting ("Hello Ada,"); optional, erased with the address.
+    first_name: Mapped[str | None] = mapped_column(String(60), nullable=True)
     # The paid tier, written by ``billing`` (the one rule is ``billing.entitlements``):
     # ``paid`` until ``plan_until`` (None: open-ended, e.g. an active subscription).
     plan: Mapped[str] = mapped_column(String(10), default="free", server_default="free")

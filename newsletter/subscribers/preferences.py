@@ -97,6 +97,23 @@ def parse_topics(form: dict[str, list[str]], available: list[Topic],
     return [topic for _, _, topic in sorted(chosen, key=lambda item: (item[0], item[1]))]
 
 
+NAME_MAX = 60
+
+
+def parse_first_name(value: object, errors: list[FieldError]) -> str | None:
+    """An optional first name for greetings: one line of printable text, at most 60
+    characters, inner spaces squeezed; "" means none (None)."""
+    if value is None:
+        return None
+    checked = single_line("first_name", value, NAME_MAX, errors)
+    if checked is None:
+        return None
+    if not checked.isprintable():
+        errors.append(FieldError("first_name", "must be printable text"))
+        return None
+    return " ".join(checked.split()) or None
+
+
 def move_in_order(order: list[str], move: str) -> tuple[list[str], str | None]:
     """The ``order`` list with one slug moved a place: ``move`` is ``<slug>:up`` or
     ``<slug>:down``. Returns the new list and the slug moved (None: nothing to move)."""

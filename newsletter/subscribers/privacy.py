@@ -38,6 +38,7 @@ def export_reader(reader: Reader) -> dict[str, Any]:
     return {
         "profile": {
             "email": reader.email,
+            "first_name": reader.first_name,
             "pending_email": reader.pending_email,
             "status": reader.status,
             "source": reader.source,
@@ -74,6 +75,7 @@ def erase_reader(services: ReaderServices, reader: Reader, actor: Actor) -> None
     reader.email = None
     reader.email_hash = None
     reader.pending_email = None
+    reader.first_name = None
     reader.status = ReaderStatus.ERASED.value
     reader.erased_at = utcnow()
     db.session.execute(update(ConsentEvent).where(ConsentEvent.reader_id == reader.id)

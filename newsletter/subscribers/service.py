@@ -39,6 +39,7 @@ from newsletter.subscribers.models import (
 from newsletter.subscribers.outbox import queue_mail
 from newsletter.subscribers.preferences import (
     Preferences,
+    parse_first_name,
     parse_preferences,
     parse_topics,
     valid_timezone,
@@ -152,7 +153,8 @@ def lift_suppression(services: ReaderServices, email: str) -> None:
 # -- subscribe and confirm -----------------------------------------------------------------
 
 def request_subscription(services: ReaderServices, raw_email: str, topic_slugs: list[str],
-                         actor: Actor, timezone: str = "UTC") -> None:
+                         actor: Actor, timezone: str = "UTC",
+                         first_name: str | None = None) -> None:
     """Start (or restart) a subscription and email what the address needs next.
 
     Raises ``InvalidInput`` for a malformed address or topics: those answers depend only on
@@ -165,6 +167,7 @@ def request_subscription(services: ReaderServices, raw_email: str, topic_slugs: 
     except ValueError as exc:
         errors.append(FieldError("email", str(exc)))
     topics = parse_topics({"topic": topic_slugs}, services.offered_topics(), errors)
+    name = parse_first_name(first_name, errors)
     if errors:
         raise InvalidInput(errors)
     if not valid_timezone(timezone or ""):
@@ -176,14 +179,17 @@ def request_subscription(services: ReaderServices, raw_email: str, topic_slugs: 
         queue_mail(reader.id, AccountMailKind.MANAGE_LINK, email)
         db.session.commit()
         return
+    # The name of an active reader never changes from here (this form is open to anyone);
+    # a new or returning one takes the request's, which their confirmation accepts.
     if reader is None:
         reader = Reader(email=email, email_hash=email_hash(email, services.hash_key),
-                        source=actor.source, timezone=timezone)
+                        source=actor.source, timezone=timezone, first_name=name)
         db.session.add(reader)
         db.session.flush()
     else:  # pending or unsubscribed: start a fresh confirmation
         reader.status = ReaderStatus.PENDING.value
         reader.timezone = timezone
+        reader.first_name = name
     set_topics(reader, topics)
     request = record_event(services, reader, "subscribe", actor, consent=True,
                            detail={"topics": [t.slug for t in topics]})
@@ -286,6 +292,9 @@ def update_preferences(services: ReaderServices, reader: Reader, form: dict[str,
     """
     errors: list[FieldError] = []
     new_email = None
+    first_name = reader.first_name
+    if "first_name" in form:
+        first_name = parse_first_name((form.get("first_name") or [""])[0], errors)
     raw_new = (form.get("new_email") or [""])[0]
     if isinstance(raw_new, str) and raw_new.strip():
         try:
@@ -302,6 +311,8 @@ def update_preferences(services: ReaderServices, reader: Reader, form: dict[str,
         raise InvalidInput(errors)
 
     before = preferences_snapshot(reader)
+    name_changed, had_name = first_name != reader.first_name, bool(reader.first_name)
+    reader.first_name = first_name
     set_topics(reader, prefs.topics)
     reader.frequency = prefs.frequency
     reader.weekly_day = prefs.weekly_day
@@ -314,6 +325,11 @@ def update_preferences(services: ReaderServices, reader: Reader, form: dict[str,
             setattr(reader, field, stream.value in prefs.streams)
     after = preferences_snapshot(reader)
     changes = {key: [before[key], after[key]] for key in after if before[key] != after[key]}
+    if name_changed:
+        # The consent record says that the name changed, never the name: it is personal
+        # data, and consent events outlive an erasure.
+        changes["first_name"] = ["(a name)" if had_name else None,
+                                 "(a name)" if first_name else None]
     if changes:
         record_event(services, reader, "preferences", actor, detail={"changes": changes})
 

@@ -40,6 +40,7 @@ def check(page: Page, name: str) -> list[str]:
     """Screenshots and the scan for the page as it stands; the problems found, in words."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     problems = []
+    viewport = page.viewport_size
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 800})
         page.wait_for_timeout(50)
@@ -59,7 +60,7 @@ def check(page: Page, name: str) -> list[str]:
                 targets = [" ".join(node["target"]) for node in violation["nodes"]][:3]
                 problems.append(f"{name} at {width} px: {violation['id']} ({violation['impact']})"
                                 f" on {targets}: {violation['help']}")
-    page.set_viewport_size({"width": 1280, "height": 800})
+    page.set_viewport_size(viewport)  # as the reader had it
     return problems
 
 
@@ -94,10 +95,12 @@ def test_every_public_page_reads_at_every_width_without_serious_problems(
 
 
 def test_a_new_readers_pages_and_emails_read_well_without_serious_problems(
-        page: Page, live_server: LiveServer):
+        page: Page, live_server: LiveServer, tmp_path):
     problems: list[str] = []
+    page.set_viewport_size({"width": 375, "height": 740})  # the reader is on a phone
     page.goto("/subscribe")
     page.get_by_label("Email address").fill(READER)
+    page.get_by_label("First name").fill("Pat")
     for topic in ("AI policy and safety", "Models and research"):
         page.locator("label.check", has_text=topic).locator("input").check()
     sent_after = time.time() - 1
@@ -129,13 +132,41 @@ def test_a_new_readers_pages_and_emails_read_well_without_serious_problems(
 
     welcome = _newest_message(live_server.outbox, after=confirmed_after, to=READER)
     assert welcome["Subject"] == "Welcome to Modelwire"
+    assert "Welcome to Modelwire, Pat" in welcome.get_body(("html",)).get_content()
+
+    # A new address (its confirmation goes to it) and a sign-in link.
+    asked = time.time() - 1
+    page.get_by_label("Change email address").fill("pages.new@example.com")
+    page.get_by_role("button", name="Save preferences").click()
+    expect(page.locator("#saved")).to_contain_text("your address")
+    email_change = _newest_message(live_server.outbox, after=asked, to="pages.new@example.com")
+    page.goto("/preferences/link")
+    page.get_by_label("Email address").fill(READER)
+    page.get_by_role("button", name=re.compile("link")).click()
+    manage_link = _newest_message(live_server.outbox, after=asked, to=READER)
+    assert manage_link["Subject"] == "Your Modelwire subscription"
+
+    # A special edition, sent as an editor sends one from the command line.
+    body = tmp_path / "edition.md"
+    body.write_text("## What happened\n\nRules for frontier models, **binding** from March."
+                    "\n\n## What to watch\n\n- Audits\n- Open weights\n")
+    edition_id = live_server.newsletter(
+        "edition", "create", "--subject", "Frontier rules arrive", "--markdown", str(body),
+        "--topics", "ai-policy-and-safety,models-and-research").strip()
+    live_server.newsletter("send", edition_id, "--quiet")
+    special = _wait_for(live_server, lambda m: m["To"] == READER
+                        and m["Subject"] == "Frontier rules arrive")
+    assert "Hello Pat," in special.get_body(("plain",)).get_content()
 
     # A digest now, and the emails of each kind, opened as a mail client shows them.
     live_server.newsletter("digest", "--now", "--send")
     digest = _wait_for(live_server, lambda m: m["To"] == READER and m["List-Unsubscribe"])
     unsubscribe = digest["List-Unsubscribe"].strip().strip("<>")
     for kind, message in (("email-confirm", confirmation), ("email-welcome", welcome),
-                          ("email-digest", digest)):
+                          ("email-digest", digest), ("email-special", special),
+                          ("email-address-change", email_change),
+                          ("email-sign-in-link", manage_link),
+                          ("email-payment-failed", _payment_failed_email())):
         page.goto("about:blank")  # a document of its own: the site's CSP would strip styles
         page.set_content(message.get_body(("html",)).get_content())
         problems += check(page, kind)
@@ -159,3 +190,21 @@ def _wait_for(server: LiveServer, wanted, timeout: float = 20):
         if time.monotonic() > deadline:
             raise AssertionError("the message did not arrive")
         time.sleep(0.2)
+
+
+def _payment_failed_email():
+    """The failed-payment notice, built as the worker builds it (it needs Stripe to happen
+    for real, so it is made here rather than by the served instance)."""
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    from newsletter import create_app
+    from newsletter.wiring import services
+
+    app = create_app({"TESTING": True, "SECRET_KEY": "browser-" * 6,
+                      "DATABASE_URL": "sqlite://", "BASE_URL": "https://news.example"})
+    reader = SimpleNamespace(plan_until=datetime.now(UTC) + timedelta(days=7), topics=[],
+                             first_name="Ada")
+    with app.app_context():
+        built = services().readers.mailer.message("payment_failed", 1, READER, reader=reader)
+    return BytesParser(policy=policy.default).parsebytes(built.data)

@@ -106,3 +106,17 @@ def test_subscriber_api_needs_a_token(client, topics):
     assert client.get(f"/api/v1/subscribers/{reader.id}").status_code == 401
     assert client.delete(f"/api/v1/subscribers/{reader.id}").status_code == 401
     assert db.session.get(Reader, reader.id).email == "ada@example.com"
+
+
+def test_a_first_name_comes_in_through_the_api_too(client, topics, auth):
+    response = client.post("/api/v1/subscribers", headers=auth, json={
+        "email": "grace@example.com", "first_name": "Grace", "topics": ["models-and-research"],
+        "consent": CONSENT})
+    assert response.status_code == 201, response.json
+    assert db.session.scalar(select(Reader.first_name)) == "Grace"
+    for odd in (5, ["Grace"], "G" * 61, "Gr\nace"):
+        bad = client.post("/api/v1/subscribers", headers=auth, json={
+            "email": "other@example.com", "first_name": odd, "topics": ["models-and-research"]})
+        assert bad.status_code == 400, odd
+        assert any(p["field"] == "first_name" for p in bad.json["problems"])
+    assert count() == 1

@@ -220,3 +220,75 @@ def test_the_unsubscribe_page_undoes_leaving_a_topic(app, client):
     assert [t.slug for t in db.session.get(Reader, reader.id).topics] == [
         "ai-policy-and-safety", "models-and-research"]
     assert client.post(url, data={"rejoin": "analyst-briefings"}).status_code == 400
+
+
+# -- a name for the greeting ---------------------------------------------------------------
+
+def test_a_first_name_given_at_subscribing_greets_the_reader(app, client, outbox):
+    from tests.support.editions import send, special_edition
+
+    with time_machine.travel(utc(2026, 12, 7, 12), tick=False):
+        client.post("/subscribe", data={"csrf_token": csrf_from(client),
+                                        "email": "ada@example.com", "first_name": "  Ada  ",
+                                        "topic": ["ai-policy-and-safety"], "timezone": "UTC"})
+        path = link_in(outbox_messages(outbox)[-1], "/confirm/")
+        client.post(path, data={"csrf_token": csrf_from(client, path)})
+        [welcome] = [m for m in outbox_messages(outbox) if "Welcome" in m["Subject"]]
+    reader = db.session.scalar(select(Reader).where(Reader.email == "ada@example.com"))
+    assert reader.first_name == "Ada"
+    assert "Welcome to Modelwire, Ada" in welcome.get_body(("html",)).get_content()
+    make_reader("bob@example.com", topics=("ai-policy-and-safety",))  # no name
+    send(app, special_edition().id)
+    greetings = {m["To"]: text_of(m) for m in outbox_messages(outbox)
+                 if m["List-Unsubscribe"]}
+    assert "Hello Ada," in greetings["ada@example.com"]
+    assert "Hello," in greetings["bob@example.com"] and "Hello Bob" not in greetings[
+        "bob@example.com"]
+
+
+def test_nobody_renames_an_active_reader_through_the_subscribe_form(app, client, outbox):
+    reader = make_reader(first_name="Ada")
+    client.post("/subscribe", data={"csrf_token": csrf_from(client), "email": reader.email,
+                                    "first_name": "Mallory", "topic": ["ai-policy-and-safety"]})
+    assert db.session.get(Reader, reader.id).first_name == "Ada"
+
+
+def test_the_name_is_changed_in_the_preference_centre_and_never_kept_in_consent(app, client):
+    reader = make_reader(first_name="Ada")
+    client.get(path_of(links().manage(reader.id)))
+    answer = client.post("/preferences", data=_form(client, first_name="Augusta",
+                                                    order=["ai-policy-and-safety",
+                                                           "models-and-research"]))
+    assert answer.status_code == 303
+    assert db.session.get(Reader, reader.id).first_name == "Augusta"
+    assert "Saved: your name." in client.get("/preferences").get_data(as_text=True)
+    [event] = db.session.scalars(select(ConsentEvent).where(ConsentEvent.kind == "preferences"))
+    assert event.detail["changes"] == {"first_name": ["(a name)", "(a name)"]}
+    assert "Augusta" not in str(event.detail) and "Ada" not in str(event.detail)
+
+
+@pytest.mark.parametrize("name,problem", [
+    ("A" * 61, "longer than 60"), ("Ada\nBob", "single line"), ("Ada\x00", "single line"),
+    ("Ada\x07", "printable"),
+])
+def test_odd_names_are_refused_with_the_reason(app, client, name, problem):
+    answer = client.post("/subscribe", data={"csrf_token": csrf_from(client),
+                                             "email": "x@example.com", "first_name": name,
+                                             "topic": ["ai-policy-and-safety"]})
+    assert answer.status_code == 400 and problem in answer.get_data(as_text=True)
+    assert db.session.scalar(select(Reader.id)) is None
+
+
+def test_a_name_is_escaped_in_html_exported_and_erased(app, client, outbox):
+    from tests.support.editions import send, special_edition
+
+    reader = make_reader(first_name="<b>Ada</b>", topics=("ai-policy-and-safety",))
+    send(app, special_edition().id)
+    [message] = [m for m in outbox_messages(outbox) if m["List-Unsubscribe"]]
+    html = message.get_body(("html",)).get_content()
+    assert "Hello &lt;b&gt;Ada&lt;/b&gt;," in html and "<b>Ada</b>" not in html
+    client.get(path_of(links().manage(reader.id)))
+    assert client.get("/preferences/export").json["profile"]["first_name"] == "<b>Ada</b>"
+    client.post("/preferences/delete", data={"confirm": "erase",
+                                             "csrf_token": csrf_from(client, "/preferences")})
+    assert db.session.get(Reader, reader.id).first_name is None

@@ -112,8 +112,8 @@ class Saved:
 
 
 FIELD_ORDER = {name: i for i, name in enumerate(
-    ("topics", "streams", "frequency", "weekly_day", "paused_until", "delivery_time",
-     "timezone", "format", "email"))}
+    ("first_name", "topics", "streams", "frequency", "weekly_day", "paused_until",
+     "delivery_time", "timezone", "format", "email"))}
 FIELD_WORDS = {"frequency": "how often", "weekly_day": "the day of the week",
                "paused_until": "the pause", "format": "the format",
                "streams": "what we send you"}
@@ -145,6 +145,8 @@ def saved_message(changes: dict[str, Any], topics_by_slug: dict[str, Topic], fmt
             words.append(f"the day of the week (now {WEEKDAYS[after]})")
         elif field == "email":
             words.append("your address (once you confirm it)")
+        elif field == "first_name":
+            words.append("your name" if after else "your name (removed)")
         else:
             words.append(FIELD_WORDS.get(field, field.replace("_", " ")))
     if moved is not None:  # the move is said on its own: the rest is what else changed

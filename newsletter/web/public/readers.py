@@ -149,11 +149,13 @@ def subscribe():
         service.request_subscription(
             reader_services(), form.get("email", ""), form.getlist("topic"),
             request_actor("form"), timezone=form.get("timezone", "UTC")[:64],
+            first_name=form.get("first_name") or None,
         )
     except InvalidInput as exc:
         return render_template("readers/subscribe.html", topics_available=topics,
                                chosen=set(form.getlist("topic")), errors=exc,
-                               email=form.get("email", "")[:320]), 400
+                               email=form.get("email", "")[:320],
+                               first_name=form.get("first_name", "")[:60]), 400
     return render_template("readers/subscribe_sent.html")
 
 

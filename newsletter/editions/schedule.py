@@ -117,7 +117,13 @@ def describe(due: Due, timezone: str, *, hour_format: str = "24h") -> str:
         clock = f"{(local.hour % 12) or 12}:{local.minute:02d} {'AM' if local.hour < 12 else 'PM'}"
     else:
         clock = f"{local:%H:%M}"
-    place = "UTC" if place_name(timezone) == "UTC" else f"{place_name(timezone)} time"
+    if timezone == "UTC" or timezone.startswith("Etc/"):
+        # Etc/GMT+5 is UTC−5 (POSIX signs): say the offset, not the name.
+        offset = int((local.utcoffset() or timedelta()).total_seconds() // 60)
+        place = "UTC" if offset == 0 else (
+            f"UTC{'+' if offset > 0 else '−'}{abs(offset) // 60:02d}:{abs(offset) % 60:02d}")
+    else:
+        place = f"{place_name(timezone)} time"
     return f"{local:%A} {local.day} {local:%B} at {clock}, {place}"
 
 

@@ -26,6 +26,8 @@ BRAND: dict[str, str] = {
     "accent_dark": "#7d1d14",  # hover and pressed
     "on_accent": "#ffffff",    # text on the accent
     "focus": "#1558d6",        # the keyboard focus ring (site)
+    "control": "#767676",      # borders of inputs and buttons (3:1 against white and the tint)
+    "ok": "#1e7a35",           # the mark of a message that says something went well
     "sans": SANS,
     "serif": SERIF,
     "mark": "MW",              # the masthead's round mark
@@ -40,6 +42,15 @@ def css_variables() -> str:
     lines = [f"  --{CSS_NAMES.get(name, name)}: {value};" for name, value in BRAND.items()
              if name != "mark"]
     return ":root {\n" + "\n".join(lines) + "\n}\n"
+
+
+def favicon_svg() -> str:
+    """The round mark as the site's icon."""
+    return ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64">'
+            f'<circle cx="32" cy="32" r="32" fill="{BRAND["ink"]}"/>'
+            '<text x="32" y="41" text-anchor="middle" font-family="-apple-system, Segoe UI, '
+            f'Roboto, Arial, sans-serif" font-size="24" font-weight="700" '
+            f'fill="{BRAND["paper"]}">{BRAND["mark"]}</text></svg>')
 
 
 def for_templates() -> dict[str, Markup]:

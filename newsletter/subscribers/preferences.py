@@ -114,15 +114,21 @@ def parse_first_name(value: object, errors: list[FieldError]) -> str | None:
     return " ".join(checked.split()) or None
 
 
-def move_in_order(order: list[str], move: str) -> tuple[list[str], str | None]:
-    """The ``order`` list with one slug moved a place: ``move`` is ``<slug>:up`` or
-    ``<slug>:down``. Returns the new list and the slug moved (None: nothing to move)."""
+def move_in_order(order: list[str], move: str,
+                  ticked: list[str] | None = None) -> tuple[list[str], str | None]:
+    """The ``order`` list with one ticked topic moved past the ticked one above or below it
+    (unticked rows do not count: their order means nothing). ``move`` is ``<slug>:up`` or
+    ``<slug>:down``. Returns the new list and the slug moved (None: nothing moved)."""
     slug, _, direction = move.rpartition(":")
-    if direction not in ("up", "down") or slug not in order:
+    ticked_set = set(order if ticked is None else ticked)
+    if direction not in ("up", "down") or slug not in order or slug not in ticked_set:
         return order, None
     moved = list(dict.fromkeys(order))  # each slug once
     index = moved.index(slug)
-    other = index - 1 if direction == "up" else index + 1
+    step = -1 if direction == "up" else 1
+    other = index + step
+    while 0 <= other < len(moved) and moved[other] not in ticked_set:
+        other += step
     if not 0 <= other < len(moved):
         return moved, None
     moved[index], moved[other] = moved[other], moved[index]

@@ -8,6 +8,8 @@ from datetime import datetime
 from flask import Flask
 from markupsafe import Markup, escape
 
+from newsletter.mail.brand import BRAND
+
 _BLANK_LINES = re.compile(r"\n\s*\n")
 
 
@@ -50,6 +52,7 @@ def register(app: Flask) -> None:
     from newsletter.web.urls import absolute_url
 
     app.add_template_global(absolute_url)
+    app.add_template_global(BRAND, "brand")
     app.add_template_filter(money)
     app.add_template_filter(paragraphs)
     app.add_template_filter(long_date)

@@ -140,9 +140,23 @@ def test_a_new_readers_pages_and_emails_read_well_without_serious_problems(
     page.get_by_role("button", name="Save preferences").click()
     expect(page.locator("#saved")).to_contain_text("your address")
     email_change = _newest_message(live_server.outbox, after=asked, to="pages.new@example.com")
+    page.goto(re.findall(re.escape(live_server.url) + r"/email-change/[^\s<>\"]+",
+                         email_change.get_body(("plain",)).get_content())[0])
+    expect(page.get_by_role("heading", level=1)).to_have_text("Confirm your new address")
+    problems += check(page, "email-change")
+    page.goto("/preferences")
+    # A name with a control character (typed through a paste, say): refused, with the reason.
+    page.evaluate("document.getElementById('first_name').value = 'Pat\\u0007'")
+    page.get_by_role("button", name="Save preferences").click()
+    expect(page.get_by_role("alert")).to_contain_text("Nothing was saved")
+    problems += check(page, "preferences-error")
     page.goto("/preferences/link")
     page.get_by_label("Email address").fill(READER)
     page.get_by_role("button", name=re.compile("link")).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Check your inbox")
+    problems += check(page, "link-sent")
+    page.goto("/confirm/not-a-real-token")
+    problems += check(page, "link-problem")
     manage_link = _newest_message(live_server.outbox, after=asked, to=READER)
     assert manage_link["Subject"] == "Your Modelwire subscription"
 
@@ -157,6 +171,13 @@ def test_a_new_readers_pages_and_emails_read_well_without_serious_problems(
     special = _wait_for(live_server, lambda m: m["To"] == READER
                         and m["Subject"] == "Frontier rules arrive")
     assert "Hello Pat," in special.get_body(("plain",)).get_content()
+    # Its web version ("view in browser"), and the topic's list of past editions.
+    page.goto(re.findall(re.escape(live_server.url) + r"/editions/[^\s<>\"]+",
+                         special.get_body(("plain",)).get_content())[0])
+    expect(page.get_by_role("heading", level=1)).to_have_text("Frontier rules arrive")
+    problems += check(page, "edition-web")
+    page.goto("/topics/models-and-research/editions")
+    problems += check(page, "topic-editions")
 
     # A digest now, and the emails of each kind, opened as a mail client shows them.
     live_server.newsletter("digest", "--now", "--send")
@@ -173,6 +194,12 @@ def test_a_new_readers_pages_and_emails_read_well_without_serious_problems(
 
     page.goto(unsubscribe)
     problems += check(page, "unsubscribe")
+    page.get_by_role("button", name="Leave Models and research").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("You left Models and research")
+    problems += check(page, "left-a-topic")
+    page.get_by_role("button", name="Undo: follow Models and research again").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Models and research is back")
+    page.goto(unsubscribe)
     page.get_by_role("button", name=re.compile("Unsubscribe from everything")).click()
     expect(page.get_by_role("heading", level=1)).to_be_visible()
     problems += check(page, "unsubscribed")

@@ -4,6 +4,7 @@ pauses, its saved message, and leaving a topic with an undo."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -162,7 +163,8 @@ def test_topics_move_up_and_down_without_javascript(app, client):
     assert 'aria-label="Move Models and research up"' in html
     assert 'type="number"' not in html  # no more number boxes
     answer = client.post("/preferences", data=_form(client, move="models-and-research:up"))
-    assert answer.status_code == 303 and answer.headers["Location"].endswith("#topics")
+    assert answer.status_code == 303
+    assert answer.headers["Location"].endswith("#topic-models-and-research")
     assert [t.slug for t in db.session.get(Reader, reader.id).topics] == [
         "models-and-research", "ai-policy-and-safety"]
     html = client.get("/preferences").get_data(as_text=True)
@@ -292,3 +294,75 @@ def test_a_name_is_escaped_in_html_exported_and_erased(app, client, outbox):
     client.post("/preferences/delete", data={"confirm": "erase",
                                              "csrf_token": csrf_from(client, "/preferences")})
     assert db.session.get(Reader, reader.id).first_name is None
+
+
+def test_a_move_skips_unticked_rows_and_enter_saves(app, client):
+    from tests.factories import make_topic
+
+    make_topic("chips-and-compute", "Chips and compute", position=4)
+    reader = make_reader(topics=("ai-policy-and-safety", "models-and-research"))
+    client.get(path_of(links().manage(reader.id)))
+    html = client.get("/preferences").get_data(as_text=True)
+    form = html[html.index('id="preferences-form"'):]
+    # The form's first submit button (what Enter presses) is Save, not an arrow.
+    first_button = form[form.index("<button"):form.index("</button>")]
+    assert 'type="submit"' in first_button and ">Save" in first_button + ">"
+    assert "Move Chips and compute up" in html  # an unticked row: its arrows are off
+    assert re.search(r'aria-label="Move Chips and compute up" disabled', html)
+    # Rows as shown: ticked A, an unticked one, ticked B; A down goes past the unticked.
+    order = ["ai-policy-and-safety", "chips-and-compute", "models-and-research"]
+    answer = client.post("/preferences", data=_form(client, order=order,
+                                                    move="ai-policy-and-safety:down"))
+    assert answer.headers["Location"].endswith("#topic-ai-policy-and-safety")
+    assert [t.slug for t in db.session.get(Reader, reader.id).topics] == [
+        "models-and-research", "ai-policy-and-safety"]
+    # An unticked topic does not move; nothing is said to have moved.
+    answer = client.post("/preferences", data=_form(client, move="chips-and-compute:up",
+                                                    order=order))
+    assert "Moved" not in client.get("/preferences").get_data(as_text=True)
+
+
+def test_an_ended_pause_is_not_started_again_by_saving(app, client):
+    from datetime import date
+
+    reader = make_reader(frequency="paused", paused_until=date(2026, 12, 1))
+    with time_machine.travel(utc(2026, 12, 7, 12), tick=False):
+        client.get(path_of(links().manage(reader.id)))
+        html = client.get("/preferences").get_data(as_text=True)
+        assert re.search(r'value="daily" checked', html)
+        assert not re.search(r'value="paused" checked', html)
+    reader = db.session.get(Reader, reader.id)
+    reader.paused_until = None  # paused with no end: the form asks when to come back
+    db.session.commit()
+    with time_machine.travel(utc(2026, 12, 7, 12), tick=False):
+        html = client.get("/preferences").get_data(as_text=True)
+    assert re.search(r'value="paused" checked', html)
+    assert '<option value="" selected>choose when to come back</option>' in html
+
+
+def test_undo_says_only_that_the_topic_is_back(app, client):
+    reader = make_reader(topics=("ai-policy-and-safety", "models-and-research"))
+    client.get(path_of(links().manage(reader.id)))
+    client.post("/preferences", data=_form(client, topic=["ai-policy-and-safety"]))
+    client.post("/preferences/rejoin", data={"topic": "models-and-research",
+                                             "csrf_token": csrf_from(client, "/preferences")})
+    html = client.get("/preferences").get_data(as_text=True)
+    assert "You follow <strong>Models and research</strong> again." in html
+    assert "Nothing changed." not in html
+
+
+def test_errors_name_the_field_as_the_form_does(app, client):
+    reader = make_reader()
+    client.get(path_of(links().manage(reader.id)))
+    answer = client.post("/preferences", data=_form(client, first_name="Ada\x07"))
+    html = answer.get_data(as_text=True)
+    assert answer.status_code == 400 and "First name: must be printable text" in html
+    assert 'aria-invalid="true" aria-describedby="first_name-error"' in html
+
+
+def test_an_etc_zone_is_said_as_its_offset():
+    from newsletter.editions import schedule
+
+    due = schedule.Due(utc(2026, 12, 8, 12).date(), utc(2026, 12, 8, 12))
+    assert schedule.describe(due, "Etc/GMT+5") == "Tuesday 8 December at 07:00, UTC−05:00"
+    assert schedule.describe(due, "UTC") == "Tuesday 8 December at 12:00, UTC"

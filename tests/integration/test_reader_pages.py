@@ -35,14 +35,14 @@ def test_an_empty_site_says_nothing_is_published_yet(client):
     assert "Nothing has been published yet." in client.get("/").get_data(as_text=True)
 
 
-def test_the_favicon(client):
+def test_the_favicon_is_the_brands_mark(client):
     answer = client.get("/favicon.ico")
-    assert answer.status_code == 301 and answer.headers["Location"].endswith(
-        "/static/favicon.svg")
-    icon = client.get("/static/favicon.svg")
+    assert answer.status_code == 302 and answer.headers["Location"].endswith("/favicon.svg")
+    icon = client.get("/favicon.svg")
     assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
-    assert b">MW</text>" in icon.data
-    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in client.get(
+    assert f'fill="{BRAND["ink"]}"'.encode() in icon.data
+    assert f'>{BRAND["mark"]}</text>'.encode() in icon.data
+    assert '<link rel="icon" href="/favicon.svg" type="image/svg+xml">' in client.get(
         "/").get_data(as_text=True)
 
 

@@ -92,14 +92,33 @@ def long_day(day: date) -> str:
     return f"{day:%A} {day.day} {day:%B}"
 
 
-def ordered_topics(reader: Reader, offered: list[Topic]) -> list[tuple[Topic, bool]]:
-    """The rows of the topic list: the topics the reader follows, in their order, then the
-    others in the site's order; each with whether it is followed."""
+@dataclass(frozen=True)
+class Row:
+    topic: Topic
+    followed: bool
+    can_up: bool      # a followed topic with another followed one above it
+    can_down: bool
+
+
+def ordered_topics(reader: Reader, offered: list[Topic]) -> list[Row]:
+    """The rows of the topic list: the topics the reader follows, in their order (these
+    move up and down among themselves), then the others in the site's order."""
     offered_ids = {topic.id for topic in offered}
     followed = [topic for topic in reader.topics if topic.id in offered_ids]
     followed_ids = {topic.id for topic in followed}
-    return [(topic, True) for topic in followed] + [
-        (topic, False) for topic in offered if topic.id not in followed_ids]
+    last = len(followed) - 1
+    return [Row(topic, True, i > 0, i < last) for i, topic in enumerate(followed)] + [
+        Row(topic, False, False, False) for topic in offered if topic.id not in followed_ids]
+
+
+def pause_state(reader: Reader, today: date) -> str:
+    """``on`` (paused until a day still ahead), ``open`` (paused with no end: the form asks
+    for one), or ``off`` (not paused, or the pause is over: the form shows every day)."""
+    if reader.frequency != "paused":
+        return "off"
+    if reader.paused_until is None:
+        return "open"
+    return "on" if reader.paused_until > today else "off"
 
 
 @dataclass(frozen=True)
@@ -111,6 +130,10 @@ class Saved:
     moved: str | None = None   # the name of the topic moved up or down, if that was it
 
 
+# The form's labels, for error messages ("First name: must be printable text").
+FIELD_LABELS = {"first_name": "First name", "delivery_time": "Delivery time",
+                "timezone": "Timezone", "paused_until": "Pause", "weekly_day": "Day of the week",
+                "new_email": "New address", "frequency": "How often", "format": "Format"}
 FIELD_ORDER = {name: i for i, name in enumerate(
     ("first_name", "topics", "streams", "frequency", "weekly_day", "paused_until",
      "delivery_time", "timezone", "format", "email"))}
@@ -141,6 +164,11 @@ def saved_message(changes: dict[str, Any], topics_by_slug: dict[str, Topic], fmt
                          if hour.isdigit() and minute.isdigit() else "the delivery time")
         elif field == "timezone":
             words.append(f"the timezone (now {str(after).rsplit('/', 1)[-1].replace('_', ' ')})")
+        elif field == "paused_until" and after:
+            try:
+                words.append(f"the pause (back on {long_day(date.fromisoformat(after))})")
+            except (TypeError, ValueError):
+                words.append("the pause")
         elif field == "weekly_day" and isinstance(after, int) and 0 <= after < 7:
             words.append(f"the day of the week (now {WEEKDAYS[after]})")
         elif field == "email":

@@ -197,7 +197,7 @@ def _preferences_page(reader: Reader, errors: InvalidInput | None = None, saved=
     now = utcnow()
     fmt = choices.hour_format(request.accept_languages)
     message = None
-    if saved is not None:
+    if saved is not None and not saved.get("rejoined"):
         message = choices.saved_message(saved.get("changes", {}),
                                         {topic.slug: topic for topic in offered}, fmt,
                                         saved.get("moved"))
@@ -211,9 +211,11 @@ def _preferences_page(reader: Reader, errors: InvalidInput | None = None, saved=
         zone_groups=choices.zone_groups(now), times=choices.time_choices(
             reader.delivery_minute, fmt),
         pauses=choices.pause_choices(date.today(), reader.paused_until),
+        pause_state=choices.pause_state(reader, date.today()),
         next_digest=next_digest.sentence(reader, now, fmt),
         welcome=bool(request.args.get("welcome")),
         rejoined=saved.get("rejoined") if saved else None,
+        field_labels=choices.FIELD_LABELS,
         unsubscribe_url=reader_services().mailer.links.unsubscribe(reader.id),
     ), status
 
@@ -231,7 +233,8 @@ def preferences():
     moved = None
     move = request.form.get("move")
     if move:  # an up/down button of the topic list (without JavaScript): save, and move
-        form["order"], moved = move_in_order(form.get("order") or [], move[:100])
+        form["order"], moved = move_in_order(form.get("order") or [], move[:100],
+                                             form.get("topic") or [])
     try:
         changes = service.update_preferences(reader_services(), reader, form,
                                              request_actor("preferences"), date.today())
@@ -239,7 +242,9 @@ def preferences():
         return _preferences_page(reader, errors=exc, status=400)
     # Post/redirect/get: a reload of the answer must not send the form again.
     session["preferences_saved"] = {"changes": changes, "moved": moved}
-    return redirect(url_for("readers.preferences", _anchor="topics" if move else None),
+    # After an arrow, back to that topic's row (keyboard users go on from there).
+    return redirect(url_for("readers.preferences",
+                            _anchor=f"topic-{moved}" if moved else ("topics" if move else None)),
                     code=303)
 
 

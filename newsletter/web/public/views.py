@@ -94,9 +94,19 @@ def brand_css():
     return response
 
 
+@bp.get("/favicon.svg")
+def favicon_svg():
+    """The brand's round mark as the site's icon."""
+    response = make_response(brand.favicon_svg())
+    response.mimetype = "image/svg+xml"
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
 @bp.get("/favicon.ico")
 def favicon():
-    return redirect(url_for("static", filename="favicon.svg"), code=301)
+    # 302, not 301: browsers keep a permanent redirect for a favicon forever.
+    return redirect(url_for("public.favicon_svg"), code=302)
 
 
 @bp.get("/healthz")

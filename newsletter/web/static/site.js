@@ -32,43 +32,57 @@
   edges();
 })();
 
-// Topic order: the arrows move a row at once (the form's Save keeps the order); without
-// JavaScript each arrow saves the form and moves the topic on the server.
+// Topic order: the arrows move a ticked topic past the ticked one above or below it, at once
+// (the form's Save keeps the order); without JavaScript each arrow saves the form and moves
+// the topic on the server. Unticked topics have no order, so they do not count.
 (function () {
   var list = document.querySelector("[data-topic-order]");
   if (!list) { return; }
   var status = document.querySelector("[data-topic-order-status]");
+  function rows() { return Array.prototype.slice.call(list.querySelectorAll("li")); }
+  function ticked(row) { return row.querySelector('input[type="checkbox"]').checked; }
+  function neighbour(row, up) {
+    var all = rows();
+    var i = all.indexOf(row) + (up ? -1 : 1);
+    while (i >= 0 && i < all.length && !ticked(all[i])) { i += up ? -1 : 1; }
+    return i >= 0 && i < all.length ? all[i] : null;
+  }
   function buttons(row) {
     return { up: row.querySelector('button[value$=":up"]'),
              down: row.querySelector('button[value$=":down"]') };
   }
   function refresh() {
-    var rows = list.querySelectorAll("li");
-    rows.forEach(function (row, i) {
+    rows().forEach(function (row) {
       var b = buttons(row);
-      b.up.disabled = i === 0;
-      b.down.disabled = i === rows.length - 1;
+      b.up.disabled = !ticked(row) || !neighbour(row, true);
+      b.down.disabled = !ticked(row) || !neighbour(row, false);
     });
   }
+  list.addEventListener("change", refresh);
   list.addEventListener("click", function (event) {
     var button = event.target.closest('button[name="move"]');
     if (!button) { return; }
     event.preventDefault();
     var row = button.closest("li");
     var up = /:up$/.test(button.value);
-    var other = up ? row.previousElementSibling : row.nextElementSibling;
-    if (!other) { return; }
-    list.insertBefore(up ? row : other, up ? other : row);
+    var other = neighbour(row, up);
+    if (!other || !ticked(row)) { return; }
+    // Swap the two rows (unticked rows between them stay where they are).
+    var marker = document.createElement("li");
+    list.replaceChild(marker, other);
+    list.replaceChild(other, row);
+    list.replaceChild(row, marker);
     refresh();
     var b = buttons(row);
     (button.disabled ? (up ? b.down : b.up) : button).focus();
-    var rows = Array.prototype.slice.call(list.querySelectorAll("li"));
+    var order = rows().filter(ticked);
     var name = row.querySelector("label span").firstChild.textContent.trim();
     if (status) {
       status.textContent = name + " moved " + (up ? "up" : "down") + ": " +
-        (rows.indexOf(row) + 1) + " of " + rows.length + ". Save to keep this order.";
+        (order.indexOf(row) + 1) + " of " + order.length + ". Save to keep this order.";
     }
   });
+  refresh();
 })();
 
 // The timezone list: a search box that narrows it to the matching places.
@@ -79,19 +93,16 @@
   search.hidden = false;
   search.addEventListener("input", function () {
     var words = search.value.trim().toLowerCase();
-    var first = null;
     select.querySelectorAll("optgroup").forEach(function (group) {
       var shown = 0;
       group.querySelectorAll("option").forEach(function (option) {
         var match = !words || option.textContent.toLowerCase().indexOf(words) >= 0 ||
           option.value.toLowerCase().replace(/_/g, " ").indexOf(words) >= 0;
-        option.hidden = !match;
-        if (match) { shown += 1; first = first || option; }
+        option.hidden = !match && !option.selected;
+        if (match) { shown += 1; }
       });
       group.hidden = shown === 0;
     });
-    if (first && select.selectedOptions[0] && select.selectedOptions[0].hidden) {
-      select.value = first.value;
-    }
   });
+  // The search only narrows the list: the zone stays the one chosen until another is picked.
 })();

@@ -19,7 +19,7 @@ from pathlib import Path
 from flask import Flask, current_app
 
 from newsletter.billing import entitlements
-from newsletter.billing import service as billing_service
+from newsletter.billing import privacy as billing_privacy
 from newsletter.billing.service import Billing, BillingSettings
 from newsletter.billing.stripe_gateway import StripeGateway
 from newsletter.content.feed_fetch import FeedFetcher
@@ -111,7 +111,7 @@ def build_services(config) -> Services:
         providers=build_providers(config, sns_fetcher=sns_fetcher),
     )
     # Read through ``built`` at call time, so a test that swaps ``billing`` swaps this too.
-    readers.before_erasure = lambda reader: billing_service.before_erasure(
+    readers.before_erasure = lambda reader: billing_privacy.before_erasure(
         built.billing, reader, utcnow())
     return built
 

@@ -31,8 +31,9 @@ from sqlalchemy.exc import IntegrityError
 
 from newsletter.billing.gateway import BillingRefused, invoice_subscription, reader_id_of
 from newsletter.billing.models import BillingEvent
-from newsletter.billing.service import Billing, sync_subscription
+from newsletter.billing.service import Billing
 from newsletter.billing.signature import SignatureError, verify
+from newsletter.billing.sync import sync_subscription
 from newsletter.db import db
 from newsletter.validation import load_json
 

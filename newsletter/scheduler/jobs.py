@@ -78,7 +78,7 @@ def heartbeat(app: Flask, name: str) -> None:
 def housekeeping(app: Flask) -> None:
     """Delete never-confirmed addresses, old tracking detail and old account-mail records;
     mark the paid plans whose time ended as free (their access had already stopped)."""
-    from newsletter.billing.service import lapse_ended
+    from newsletter.billing.access import lapse_ended
     from newsletter.delivery.tracking import prune_events
     from newsletter.subscribers.outbox import prune_finished
     from newsletter.subscribers.retention import expire_unconfirmed

@@ -395,20 +395,3 @@ def unsubscribe(services: ReaderServices, reader: Reader, actor: Actor,
             detail={"topic": topic_slug} if topic_slug else {})
     db.session.commit()
     return True
-
-
-def rejoin_topic(services: ReaderServices, reader: Reader, slug: str, actor: Actor) -> Topic:
-    """Undo leaving a topic: follow it again, last in the reader's order. Only an active
-    reader, and only a topic offered to them. Returns the topic; raises ``InvalidInput``
-    (nothing changed) otherwise. Following it already changes nothing."""
-    if reader.status != ReaderStatus.ACTIVE.value:
-        raise InvalidInput([FieldError("topic", "You are not subscribed any more: "
-                                                "subscribe again to choose topics.")])
-    topic = next((t for t in services.offered_topics(reader) if t.slug == slug), None)
-    if topic is None:
-        raise InvalidInput([FieldError("topic", "There is no such topic to follow.")])
-    if all(link.topic_id != topic.id for link in reader.followed):
-        set_topics(reader, [*reader.topics, topic])
-        record_event(services, reader, "rejoin_topic", actor, detail={"topic": slug})
-        db.session.commit()
-    return topic

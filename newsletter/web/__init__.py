@@ -31,6 +31,7 @@ def _payment_origins(config) -> list[str]:
 def register_web(app: Flask) -> None:
     from newsletter.web.api import bp as api_bp
     from newsletter.web.hooks.views import bp as hooks_bp
+    from newsletter.web.public import unsubscribe  # noqa: F401 - its view joins readers_bp
     from newsletter.web.public.billing import bp as billing_bp
     from newsletter.web.public.editions import bp as editions_bp
     from newsletter.web.public.feeds import bp as feeds_bp

@@ -248,7 +248,7 @@ def test_the_free_trial_is_for_a_first_subscription_only(client, front):
     # Cancelled (the trial ended without paying, say); back to free; a new checkout.
     front.overrides.pop(subscription["id"])
     front.localstripe.json("DELETE", f"/v1/subscriptions/{subscription['id']}")
-    from newsletter.billing.service import sync_subscription
+    from newsletter.billing.sync import sync_subscription
     from newsletter.db import utcnow
     from newsletter.wiring import services
 

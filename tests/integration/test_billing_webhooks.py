@@ -309,7 +309,8 @@ def test_an_older_fetch_never_overwrites_a_newer_one(app_config, client, front):
     import threading
 
     from newsletter import create_app
-    from newsletter.billing.service import Billing, sync_subscription
+    from newsletter.billing.service import Billing
+    from newsletter.billing.sync import sync_subscription
     from newsletter.wiring import services
 
     reader, sub = paying_reader(front)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import abort, flash, g, redirect, render_template, request, url_for
 
 from newsletter.accounts.roles import Permission
-from newsletter.billing import service as billing_service
+from newsletter.billing import access as billing_access
 from newsletter.billing import stats as billing_stats
 from newsletter.db import db, utcnow
 from newsletter.subscribers.models import Reader, ReaderStatus
@@ -35,7 +35,7 @@ def reader_comp(reader_id: int):
     if action not in ("grant", "revoke"):
         abort(400, "Grant or revoke complimentary access.")
     note = " ".join(request.form.get("note", "").split())[:200]
-    changed = billing_service.set_comp(reader, action == "grant", note=note,
+    changed = billing_access.set_comp(reader, action == "grant", note=note,
                                        by=g.admin.email, now=utcnow())
     if changed:
         record("granted complimentary access" if action == "grant"

@@ -22,7 +22,7 @@ from flask import (
 from sqlalchemy import select
 
 from newsletter.accounts.roles import Permission
-from newsletter.billing import service as billing_service
+from newsletter.billing import access as billing_access
 from newsletter.billing.gateway import BillingUnavailable
 from newsletter.db import db, utcnow
 from newsletter.delivery import reader_history
@@ -100,7 +100,7 @@ def _reader_page(reader: Reader, errors: dict | None = None, status: int = 200):
         deliveries=reader_history.deliveries(reader.id),
         activity=reader_history.activity(reader.id),
         totals=reader_history.totals(reader.id), topics=services.offered_topics(reader),
-        standing=billing_service.standing(reader, utcnow()),
+        standing=billing_access.standing(reader, utcnow()),
         weekdays=WEEKDAYS, errors=errors or {}), status
 
 

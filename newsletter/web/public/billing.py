@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 
+from newsletter.billing import access as billing_access
+from newsletter.billing import checkout as billing_checkout
 from newsletter.billing import entitlements
 from newsletter.billing import service as billing_service
 from newsletter.billing.gateway import BillingRefused, BillingUnavailable
@@ -58,7 +60,7 @@ def _page(status: int = 200, **context):
             prices = billing.prices(now)
         except BillingUnavailable:
             prices = {}
-    standing = billing_service.standing(reader, now) if reader is not None else None
+    standing = billing_access.standing(reader, now) if reader is not None else None
     return render_template(
         "billing/upgrade.html", reader=reader, standing=standing, prices=prices,
         plans=[name for name in billing_service.PLANS if name in billing.settings.prices],
@@ -93,7 +95,7 @@ def _to_stripe(make_url: Callable[[Reader], str]):
 def checkout():
     if current_reader() is None:
         return _page(401, problem="Sign in with the link from one of our emails to upgrade.")
-    return _to_stripe(lambda reader: billing_service.start_checkout(
+    return _to_stripe(lambda reader: billing_checkout.start_checkout(
         _billing(), reader, request.form.get("plan", ""), utcnow()))
 
 
@@ -110,7 +112,7 @@ def portal():
         send_fresh_link(reader)
         return render_template("readers/fresh_link.html", reader=reader,
                                what="manage your billing"), 403
-    return _to_stripe(lambda reader: billing_service.open_portal(_billing(), reader, utcnow()))
+    return _to_stripe(lambda reader: billing_checkout.open_portal(_billing(), reader, utcnow()))
 
 
 @bp.get("/billing/success")
@@ -127,7 +129,7 @@ def success():
     if reader is not None:
         session_id = request.args.get("session_id", "")[:255]
         if request.method == "GET" and session_id:  # not HEAD: Stripe is asked on GET only
-            paying = billing_service.confirm_checkout(billing, reader, session_id, utcnow())
+            paying = billing_checkout.confirm_checkout(billing, reader, session_id, utcnow())
         else:
             paying = entitlements.reader_is_paying(reader, utcnow())
     tries = request.args.get("tries", "0")

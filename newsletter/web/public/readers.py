@@ -22,14 +22,15 @@ from flask import (
 )
 from flask_login import UserMixin, current_user, login_user, logout_user
 
+from newsletter.billing import access as billing_access
 from newsletter.billing import entitlements
-from newsletter.billing import service as billing_service
+from newsletter.billing import privacy as billing_privacy
 from newsletter.billing.gateway import BillingUnavailable
-from newsletter.content import service as content
 from newsletter.db import db, utcnow
 from newsletter.editions import next_digest
-from newsletter.extensions import csrf, limiter
-from newsletter.subscribers import privacy, service, streams
+from newsletter.extensions import limiter
+from newsletter.subscribers import privacy, service
+from newsletter.subscribers import rejoin as topic_rejoin
 from newsletter.subscribers.models import Reader, ReaderStatus
 from newsletter.subscribers.preferences import WEEKDAYS, move_in_order
 from newsletter.subscribers.tokens import Purpose, TokenExpired, TokenInvalid
@@ -125,7 +126,7 @@ address_limited = limiter.limit(_address_limit, key_func=_address_key,
                                 error_message=TOO_MANY, **_post_only)
 
 
-def _link_problem(exc: TokenInvalid, status: int = 400):
+def link_problem(exc: TokenInvalid, status: int = 400):
     expired = isinstance(exc, TokenExpired)
     return render_template("readers/link_problem.html", expired=expired,
                            message=str(exc)), status
@@ -165,7 +166,7 @@ def confirm(token: str):
     try:
         payload = services.tokens.read(Purpose.CONFIRM, token)
     except TokenInvalid as exc:
-        return _link_problem(exc)
+        return link_problem(exc)
     if request.method != "POST":  # GET and HEAD (Flask answers HEAD with the GET view)
         # A button, not an action: mail scanners follow GET links and must not subscribe.
         reader = service.get_reader(payload["r"])
@@ -173,7 +174,7 @@ def confirm(token: str):
     try:
         reader = service.confirm_subscription(services, token, request_actor("email-link"))
     except TokenInvalid as exc:
-        return _link_problem(exc)
+        return link_problem(exc)
     _sign_in(reader)
     return redirect(url_for("readers.preferences", welcome=1), code=303)
 
@@ -183,7 +184,7 @@ def manage(token: str):
     try:
         reader, link = service.reader_and_link(reader_services(), Purpose.MANAGE, token)
     except TokenInvalid as exc:
-        return _link_problem(exc)
+        return link_problem(exc)
     _sign_in(reader, from_list_mail=bool(link.get("l")))
     return redirect(url_for("readers.preferences"), code=303)
 
@@ -206,7 +207,7 @@ def _preferences_page(reader: Reader, errors: InvalidInput | None = None, saved=
         rows=choices.ordered_topics(reader, offered), weekdays=WEEKDAYS,
         locked_topics=[topic for topic in entitlements.premium_topics()
                        if topic not in offered],
-        standing=billing_service.standing(reader, now),
+        standing=billing_access.standing(reader, now),
         takes_payment=billing.takes_payment,
         zone_groups=choices.zone_groups(now), times=choices.time_choices(
             reader.delivery_minute, fmt),
@@ -255,7 +256,7 @@ def rejoin():
     if reader is None:
         abort(401, "Follow the link in one of our emails to change your topics.")
     try:
-        topic = service.rejoin_topic(reader_services(), reader,
+        topic = topic_rejoin.rejoin_topic(reader_services(), reader,
                                      request.form.get("topic", "")[:80],
                                      request_actor("preferences"))
     except InvalidInput as exc:
@@ -283,14 +284,14 @@ def email_change(token: str):
     try:
         payload = services.tokens.read(Purpose.EMAIL_CHANGE, token)
     except TokenInvalid as exc:
-        return _link_problem(exc)
+        return link_problem(exc)
     if request.method != "POST":  # GET and HEAD (Flask answers HEAD with the GET view)
         return render_template("readers/email_change.html", token=token,
                                new_email=payload.get("e"))
     try:
         reader = service.confirm_email_change(services, token, request_actor("email-link"))
     except TokenInvalid as exc:
-        return _link_problem(exc)
+        return link_problem(exc)
     _sign_in(reader)
     return redirect(url_for("readers.preferences"), code=303)
 
@@ -313,7 +314,7 @@ def export():
 
     data = privacy.export_reader(reader)
     data["emails_sent"] = sent_to_reader(reader.id)
-    data["billing"] = billing_service.export(reader, utcnow())
+    data["billing"] = billing_privacy.export(reader, utcnow())
     body = json.dumps(data, indent=2, ensure_ascii=False)
     return Response(body, mimetype="application/json", headers={
         "Content-Disposition": 'attachment; filename="my-newsletter-data.json"',
@@ -345,67 +346,3 @@ def erase():
     logout_user()
     session.clear()
     return render_template("readers/erased.html")
-
-
-# -- unsubscribe (RFC 8058) ----------------------------------------------------------------
-
-@bp.route("/u/<token>", methods=["GET", "POST"])
-@csrf.exempt
-def unsubscribe(token: str):
-    """GET (and HEAD) shows the choices and never unsubscribes (link scanners follow GETs).
-    POST with ``List-Unsubscribe=One-Click`` (RFC 8058: form-urlencoded or multipart, no
-    cookie, no CSRF token) leaves the stream the link was sent in (digests, or special
-    editions; everything for a link without one); ``leave=everything`` leaves everything;
-    ``topic=<slug>`` leaves one topic. Always 200 on success, no redirect.
-    """
-    services = reader_services()
-    try:
-        reader, stream = streams.unsubscribe_link(services, token)
-    except service.LinkNoLongerValid:
-        # Erased readers get nothing anyway: answer as if it worked.
-        return render_template("readers/unsubscribed.html", reader=None, topic=None,
-                               stream=None)
-    except TokenInvalid as exc:
-        return _link_problem(exc)
-
-    def page(problem=None, status=200):
-        return render_template("readers/unsubscribe.html", reader=reader, token=token,
-                               stream=stream, problem=problem), status
-
-    if request.method != "POST":  # GET and HEAD (Flask answers HEAD with the GET view)
-        return page()
-    rejoin = request.form.get("rejoin")
-    if rejoin:  # "Undo" on the page that said which topic they left
-        try:
-            topic = service.rejoin_topic(services, reader, rejoin[:80], request_actor(
-                "unsubscribe-page"))
-        except InvalidInput as exc:
-            return page(exc.errors[0].message, 400)
-        return render_template("readers/unsubscribed.html", reader=reader, topic=None,
-                               stream=None, rejoined=topic, token=token)
-    topic = request.form.get("topic")
-    one_click = request.form.get("List-Unsubscribe") == "One-Click"
-    everything = request.form.get("leave") == "everything"
-    if not (one_click or everything or topic):
-        return page("Choose what to unsubscribe from.", 400)
-    if topic and not (one_click or everything) \
-            and topic not in {link.topic.slug for link in reader.followed}:
-        return page("You do not follow that topic.", 400)
-    source = "one-click" if one_click and "Origin" not in request.headers else "unsubscribe-page"
-    actor = request_actor(source)
-    left_stream = None
-    if one_click and stream is not None:
-        streams.leave_stream(services, reader, stream, actor)
-        left_stream, topic = stream, None
-    elif one_click or everything:
-        service.unsubscribe(services, reader, actor)
-        topic = None
-    else:
-        service.unsubscribe(services, reader, actor, topic)
-    return render_template("readers/unsubscribed.html", reader=reader, token=token,
-                           topic=_topic_named(topic), stream=left_stream)
-
-
-def _topic_named(slug: str | None):
-    """The topic a reader just left, by its slug (for its name on the page), or None."""
-    return content.get_topic(slug[:80]) if slug else None

@@ -188,12 +188,6 @@ def may_read(paying: bool, *, premium: bool) -> bool:
     return not premium or paying
 
 
-def may_read_edition(plan: str | None, *, premium: bool) -> bool:
-    """Whether a reader on this (effective) plan (``None``: a visitor) may read an
-    edition's body."""
-    return not premium or is_paying(plan)
-
-
 # -- which topics a reader is offered ---------------------------------------------------------
 
 def offered_topics(reader: Any = None, now: datetime | None = None) -> list[Topic]:

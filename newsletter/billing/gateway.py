@@ -194,6 +194,3 @@ def invoice_subscription(obj: Mapping[str, Any]) -> str | None:
     details = parent.get("subscription_details") if isinstance(parent, Mapping) else None
     return _id(details.get("subscription")) if isinstance(details, Mapping) else None
 
-
-def customer_of(obj: Mapping[str, Any]) -> str | None:
-    return _id(obj.get("customer"))

@@ -197,7 +197,7 @@ def test_an_editor_writes_previews_tests_sends_pauses_and_resumes(admin_page, ad
     for name, path in (("07-editions", "/admin/editions"), ("08-content", "/admin/content"),
                        ("09-topics", "/admin/topics"), ("10-accounts", "/admin/accounts"),
                        ("11-audit-log", "/admin/audit"), ("12-account", "/admin/account"),
-                       ("15-settings", "/admin/settings")):
+                       ("15-settings", "/admin/settings"), ("16b-paid", "/admin/billing")):
         page.goto(path)
         expect(page.locator("h1")).to_be_visible()
         _screenshots(page, name)

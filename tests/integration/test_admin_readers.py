@@ -374,3 +374,9 @@ def test_the_suppression_list_adds_shows_and_lifts(app, topics):
     assert list(db.session.scalars(select(Suppression.reason))) == ["complaint"]
     assert client.get("/admin/readers/suppressions?reason=nope").status_code == 400
     assert client.get("/admin/readers/suppressions?page=9").status_code == 404
+
+
+def test_a_readers_page_shows_their_first_name_escaped(app, topics):
+    reader = make_reader(first_name="<i>Ada</i>")
+    html = signed_in(app, "viewer").get(f"/admin/readers/{reader.id}").get_data(as_text=True)
+    assert "<dt>First name</dt><dd>&lt;i&gt;Ada&lt;/i&gt;</dd>" in html

@@ -358,3 +358,11 @@ def test_the_api_erasing_a_paying_reader_waits_for_stripe(app, client, front, au
     assert client.delete(f"/api/v1/subscribers/{reader.id}", headers=auth).status_code == 204
     assert front.localstripe.json("GET", f"/v1/subscriptions/{sub['id']}")["status"] \
         == "canceled"
+
+
+def test_a_double_click_opens_the_same_checkout_session(client, front):
+    token = sign_in(client, make_reader())
+    first, second = checkout(client, token), checkout(client, token)
+    assert first.headers["Location"] == second.headers["Location"]
+    keys = {r.headers["idempotency-key"] for r in front.calls("POST", "/v1/checkout/sessions")}
+    assert len(keys) == 1 and len(front.sessions) == 1  # Stripe made one session

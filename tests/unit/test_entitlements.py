@@ -17,7 +17,8 @@ def test_only_the_paid_plan_pays(plan, paying):
     assert e.is_paying(plan) is paying
     assert e.may_follow(plan, premium=True) is paying
     assert e.may_follow(plan, premium=False) is True
-    assert e.may_read_edition(plan, premium=True) is paying
+    assert e.may_read(e.is_paying(plan), premium=True) is paying
+    assert e.may_read(e.is_paying(plan), premium=False) is True
 
 
 @pytest.mark.parametrize("audience,content,premium", [

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from newsletter.instance import (
+    SECRET_KEY_FILE,
+    instance_base_url,
+    instance_secret_key,
+)
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_ADDRESS = "Modelwire, 1 Example Street, Springfield, USA"
 DEV_SECRET_KEY = "dev-only-secret-change-me"  # noqa: S105 - the known development default
+DEFAULT_BASE_URL = "http://127.0.0.1:5000"
 
 
 def _bool(value: str) -> bool:
@@ -80,8 +86,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("NEWSLETTER_SUPPRESSION_KEY", "SUPPRESSION_KEY", None, _str,
             "Key of the suppression list's address hashes. Set it once and never change it "
             "(default: derived from the oldest secret key)."),
-    Setting("NEWSLETTER_BASE_URL", "BASE_URL", "http://127.0.0.1:5000", _str,
-            "Public URL of the site, used for links in emails and feeds."),
+    Setting("NEWSLETTER_BASE_URL", "BASE_URL", DEFAULT_BASE_URL, _str,
+            "Public URL of the site, used for links in emails and feeds. Unset, commands on "
+            "`make run`'s instance use the one it serves (stored in `instance/base_url`)."),
     Setting("NEWSLETTER_PUBLICATION_NAME", "PUBLICATION_NAME", "Modelwire", _str,
             "The publication's name, shown on the site and in emails."),
     Setting("NEWSLETTER_MAIL_TRANSPORT", "MAIL_TRANSPORT", "file", _str,
@@ -89,8 +96,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("NEWSLETTER_OUTBOX_DIR", "OUTBOX_DIR", None, _str,
             "Where the file transport writes messages (default `instance/outbox/`)."),
     Setting("NEWSLETTER_SMTP_URL", "SMTP_URL", "smtp://127.0.0.1:25", _str,
-            "SMTP relay: `smtp://user:pass@host:587?starttls=true`, `smtps://user:pass@host:465`. "
-            "Options: `starttls`, `timeout` (seconds)."),
+            "SMTP relay(s), comma-separated: `smtp://user:pass@host:587?starttls=true`, "
+            "`smtps://user:pass@host:465`. Options: `starttls` (true/false), `timeout` "
+            "(seconds), `weight` (share of list mail, default 1), `connections` (default "
+            "NEWSLETTER_SEND_CONNECTIONS), `rate` (messages a second, 0: no limit), `hourly` "
+            "(cap over any sliding hour, 0: none). Account mail uses the first relay with a "
+            "weight above 0. A wrong option refuses to start."),
     Setting("NEWSLETTER_MAIL_FROM", "MAIL_FROM", "Modelwire <newsletter@localhost>", _str,
             "`From` of every message: display name and address."),
     Setting("NEWSLETTER_ACCOUNT_MAIL_FROM", "ACCOUNT_MAIL_FROM", None, _str,
@@ -135,6 +146,21 @@ SETTINGS: tuple[Setting, ...] = (
             "10/minute;50/hour", _str, "Subscribe and sign-in-link requests per IP."),
     Setting("NEWSLETTER_SUBSCRIBE_LIMIT_PER_ADDRESS", "SUBSCRIBE_LIMIT_PER_ADDRESS",
             "3/hour;10/day", _str, "Subscribe and sign-in-link requests per email address."),
+    Setting("NEWSLETTER_BOUNCE_MAILDIR", "BOUNCE_MAILDIR", None, _str,
+            "A Maildir of bounce and complaint reports that the worker reads every "
+            "NEWSLETTER_BOUNCE_POLL_SECONDS (each report once: read ones move to `cur/`). "
+            "Unset: reports come by `newsletter bounces process` (an MTA pipe) or webhooks."),
+    Setting("NEWSLETTER_BOUNCE_POLL_SECONDS", "BOUNCE_POLL_SECONDS", 30, _int,
+            "How often the worker reads NEWSLETTER_BOUNCE_MAILDIR."),
+    Setting("NEWSLETTER_TRUSTED_PROXIES", "TRUSTED_PROXIES", 0, _int,
+            "Reverse proxies in front of the web server (nginx, a load balancer) whose "
+            "`X-Forwarded-For/-Proto/-Host` are trusted: the client IP, scheme and host come "
+            "from that many hops. 0 (default): those headers are ignored."),
+    Setting("NEWSLETTER_WEB_PROCESSES", "WEB_PROCESSES", 2, _int,
+            "Web processes gunicorn starts (`gunicorn.conf.py`). More than one needs shared "
+            "rate limits (NEWSLETTER_RATELIMIT_STORAGE_URL=redis://…): memory:// refuses."),
+    Setting("NEWSLETTER_WEB_BIND", "WEB_BIND", "127.0.0.1:8000", _str,
+            "Where gunicorn listens (`host:port`), behind the reverse proxy."),
     Setting("NEWSLETTER_BOUNCE_DOMAIN", "BOUNCE_DOMAIN", None, _str,
             "Domain of the VERP return path `bounces+<token>@domain` (default: MAIL_DOMAIN)."),
     Setting("NEWSLETTER_SEND_CONNECTIONS", "SEND_CONNECTIONS", 4, _int,
@@ -210,53 +236,6 @@ class ConfigError(RuntimeError):
     """A setting is missing or malformed; the message says which and why in one line."""
 
 
-SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
-
-
-def instance_secret_key(instance: Path, *, create: bool) -> str | None:
-    """The secret key kept in the instance folder (``instance/secret_key``), if any.
-
-    With ``create`` (development mode) a random one is written on first use, so every
-    process that shares the instance folder — ``make run`` and any command typed in a
-    second terminal — signs and verifies with the same key, and none needs
-    ``NEWSLETTER_DEBUG``. The file is written whole or not at all (a temporary file linked
-    into place), readable by its owner only; a file that is shorter than
-    :data:`MIN_STORED_KEY` characters or readable by others is not used (and, in
-    development mode, replaced).
-    """
-    path = instance / SECRET_KEY_FILE
-    key = _read_stored_key(path)
-    if key is None and create:
-        instance.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            path.unlink()  # unusable (empty, short or shared): replace it
-        temporary = instance / f".{SECRET_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(48) + "\n")
-        try:
-            os.link(temporary, path)  # atomic; fails if another process linked first
-        except FileExistsError:
-            pass  # theirs wins: read it below
-        finally:
-            temporary.unlink()
-        key = _read_stored_key(path)
-    return key
-
-
-MIN_STORED_KEY = 32
-
-
-def _read_stored_key(path: Path) -> str | None:
-    try:
-        if path.stat().st_mode & 0o077:
-            return None
-        key = path.read_text().strip()
-    except FileNotFoundError:
-        return None
-    return key if len(key) >= MIN_STORED_KEY else None
-
-
 def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Return the Flask config built from defaults and ``NEWSLETTER_*`` variables."""
     environ = os.environ if environ is None else environ
@@ -312,6 +291,10 @@ def finish_config(config: dict[str, Any]) -> dict[str, Any]:
         if stored:
             config["SECRET_KEY"] = stored
             dev_instance = True
+    if (config.get("BASE_URL") == DEFAULT_BASE_URL and not config.get("TESTING")
+            and (config.get("DEBUG") or own_database)):
+        # A second terminal beside `make run PORT=…`: the links point where it serves.
+        config["BASE_URL"] = instance_base_url(instance) or DEFAULT_BASE_URL
     if config.get("SECRET_KEYS"):
         config["SECRET_KEY"] = config["SECRET_KEYS"][0]
     else:

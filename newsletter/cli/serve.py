@@ -16,6 +16,13 @@ def serve(host: str, port: int) -> None:
     from werkzeug.serving import run_simple
 
     app = current_app._get_current_object()
+    if app.config["DEVELOPMENT"]:
+        from pathlib import Path
+
+        from newsletter.instance import store_base_url
+
+        # Commands typed in a second terminal on this instance link here too.
+        store_base_url(Path(app.instance_path), app.config["BASE_URL"])
     stop = None
     if app.config["SEND_IN_WEB"]:
         import threading

@@ -39,21 +39,41 @@ def _wait_for_messages(outbox: Path, n: int) -> list[str]:
             for path in sorted(outbox.glob("*.eml"))]
 
 
+def _our_urls(outbox: Path) -> set[str]:
+    """Every URL to this site (any 127.0.0.1 or localhost address) in every part and header
+    of every message in the outbox."""
+    import email
+    import email.policy
+    import re
+
+    found: set[str] = set()
+    for path in outbox.glob("*.eml"):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        texts = [str(value) for value in message.values()]
+        texts += [part.get_content() for part in message.walk()
+                  if part.get_content_maintype() == "text"]
+        for text in texts:
+            found.update(re.findall(r"https?://(?:127\.0\.0\.1|localhost)[^\s\"'<>)]*", text))
+    return found
+
+
 @pytest.mark.skipif(bool(os.environ.get("NEWSLETTER_TEST_DATABASE_URL")),
                     reason="make run uses the embedded SQLite database; covered by the SQLite lane")
 def test_upgrade_seed_and_serve_like_make_run(tmp_path):
+    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     env.update(NEWSLETTER_DEBUG="1", NEWSLETTER_INSTANCE_DIR=str(tmp_path / "instance"),
-               NEWSLETTER_SEND_IN_WEB="1")
-    # A second terminal: no development mode, only the same instance folder (as typing
-    # `.venv/bin/newsletter …` in the project does); it shares make run's stored key.
-    second = {k: v for k, v in env.items() if k != "NEWSLETTER_DEBUG"}
+               NEWSLETTER_SEND_IN_WEB="1", NEWSLETTER_BASE_URL=f"http://127.0.0.1:{port}")
+    # A second terminal: no development mode, no base URL, only the same instance folder (as
+    # typing `.venv/bin/newsletter …` in the project does); it shares make run's stored key
+    # and the base URL it serves.
+    second = {k: v for k, v in env.items()
+              if k not in ("NEWSLETTER_DEBUG", "NEWSLETTER_BASE_URL")}
     for args in (("db", "upgrade"), ("seed-demo", "--if-empty")):
         result = _newsletter(*args, env=env)
         assert result.returncode == 0, result.stderr
     assert (tmp_path / "instance" / "newsletter.db").exists()
 
-    port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "newsletter.cli", "serve", "--port", str(port)],
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -107,6 +127,12 @@ def test_upgrade_seed_and_serve_like_make_run(tmp_path):
         digests = [m for m in outbox.glob("*.eml") if b"List-Id: Modelwire <digest." in
                    m.read_bytes()]
         assert len(digests) == 5
+        # Every link of every message, whichever process wrote it (the special edition and
+        # the digests were composed in the second terminal, personal links by the server),
+        # points at the server that `make run PORT=…` serves.
+        ours = _our_urls(outbox)
+        assert ours and {url.split("/", 3)[2] for url in ours} == {f"127.0.0.1:{port}"}
+        assert any("/c/" in url for url in ours) and any("/u/" in url for url in ours)
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -28,7 +28,20 @@ def _payment_origins(config) -> list[str]:
     return origins
 
 
+def trust_proxies(app: Flask, hops: int) -> None:
+    """Behind ``hops`` reverse proxies, take the client's address, scheme, host and port from
+    the ``X-Forwarded-*`` headers they add (werkzeug's ProxyFix reads the last ``hops``
+    values, so a client cannot put its own in front). With 0 the headers are ignored:
+    without a proxy, anyone could send them."""
+    if hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops,
+                                x_port=hops)
+
+
 def register_web(app: Flask) -> None:
+    trust_proxies(app, app.config["TRUSTED_PROXIES"])
     from newsletter.web.api import bp as api_bp
     from newsletter.web.hooks.views import bp as hooks_bp
     from newsletter.web.public import unsubscribe  # noqa: F401 - its view joins readers_bp

@@ -131,6 +131,20 @@ def test_healthz(client):
     assert response.json == {"status": "ok", "database": "ok"}
 
 
+def test_healthz_says_when_the_database_does_not_answer(app_config, tmp_path):
+    """A load balancer takes a process out when its database is gone (503), and the body
+    says why without leaking the URL."""
+    from newsletter import create_app
+
+    broken = create_app({**app_config,
+                         "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/x",
+                         "SQLALCHEMY_ENGINE_OPTIONS": {"connect_args": {"connect_timeout": 2}}})
+    response = broken.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json["status"] == "error"
+    assert "127.0.0.1" not in response.get_data(as_text=True)
+
+
 def test_security_headers(client):
     response = client.get("/healthz")
     assert response.headers["X-Content-Type-Options"] == "nosniff"

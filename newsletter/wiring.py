@@ -22,16 +22,20 @@ from newsletter.billing import entitlements
 from newsletter.billing import privacy as billing_privacy
 from newsletter.billing.service import Billing, BillingSettings
 from newsletter.billing.stripe_gateway import StripeGateway
+from newsletter.config import ConfigError
 from newsletter.content.feed_fetch import FeedFetcher
 from newsletter.db import db, utcnow
+from newsletter.delivery import events
 from newsletter.delivery.compose import EditionComposer
+from newsletter.delivery.events import BouncePolicy
 from newsletter.delivery.providers import CertificateFetcher, WebhookProvider, build_providers
-from newsletter.delivery.relays import parse_relays
+from newsletter.delivery.queue import SoftBounceRule
 from newsletter.delivery.sender import Sender, SendSettings, worker_id
 from newsletter.delivery.sns_fetch import HttpsFetcher
 from newsletter.delivery.tokens import DeliveryTokens
 from newsletter.editions import next_digest
 from newsletter.mail import DkimSigner, EmailRenderer, FastDkimSigner, MailSetup
+from newsletter.mail.relays import parse_relays
 from newsletter.subscribers.mailer import Links, ReaderMailer
 from newsletter.subscribers.service import ReaderServices
 from newsletter.subscribers.tokens import Purpose, Tokens
@@ -56,9 +60,25 @@ class Services:
 
 
 def _dkim_parts(config) -> tuple[str, str, str] | None:
-    parts = (config.get("DKIM_SELECTOR"), config.get("DKIM_DOMAIN"),
-             config.get("DKIM_PRIVATE_KEY_PATH"))
-    return parts if all(parts) else None
+    """(selector, domain, key path) when DKIM signing is on, ``None`` when it is off.
+
+    :class:`ConfigError`, in one line, at start rather than at the first send: when only
+    some of the three settings are set, or the key is missing, unreadable or not an RSA
+    key of 1024 bits or more.
+    """
+    from newsletter.mail.dkim import DkimError, read_private_key
+    from newsletter.mail.dkim_keys import dkim_settings
+
+    try:
+        parts = dkim_settings(config)
+    except DkimError as exc:
+        raise ConfigError(str(exc)) from None
+    if parts is not None:
+        try:
+            read_private_key(parts[2])
+        except DkimError as exc:
+            raise ConfigError(f"NEWSLETTER_DKIM_PRIVATE_KEY_PATH: {exc}") from None
+    return parts
 
 
 def _reader_tokens(config) -> Tokens:
@@ -81,7 +101,12 @@ def build_billing(config, *, http_client=None) -> Billing:
 
 
 def build_services(config) -> Services:
-    """Build every adapter from the settings; raises on a broken DKIM key."""
+    """Build every adapter from the settings; raises ``ConfigError`` on a wrong relay
+    option (so a typo stops the start, not every send) or a broken DKIM key."""
+    try:
+        parse_relays(dict(config))
+    except ValueError as exc:
+        raise ConfigError(f"NEWSLETTER_SMTP_URL: {exc}") from None
     dkim = _dkim_parts(config)
     mail = MailSetup(renderer=EmailRenderer(Path(config["EMAIL_TEMPLATES_DIR"])),
                      signer=DkimSigner.from_files(*dkim) if dkim else None,
@@ -110,6 +135,12 @@ def build_services(config) -> Services:
         billing=billing,
         providers=build_providers(config, sns_fetcher=sns_fetcher),
     )
+    # Account mail refused for good goes through the bounce handler, as list mail's does.
+    policy = BouncePolicy.from_config(config)
+    readers.mailer.on_bounce = lambda reader_id, kind, reply, event_id: (
+        events.account_mail_refused(reader_id, kind, reply, event_id,
+                                    tokens=built.delivery_tokens, services=readers,
+                                    policy=policy))
     # Read through ``built`` at call time, so a test that swaps ``billing`` swaps this too.
     readers.before_erasure = lambda reader: billing_privacy.before_erasure(
         built.billing, reader, utcnow())
@@ -148,6 +179,8 @@ def make_sender(app: Flask, *, worker: str | None = None, transport_factory=None
         max_attempts=config["MAX_ATTEMPTS"],
         max_age=timedelta(hours=config["MAX_AGE_HOURS"]),
         backoff_base=float(config["RETRY_BASE_SECONDS"]),
+        soft_bounces=SoftBounceRule(config["SOFT_BOUNCE_LIMIT"],
+                                    timedelta(days=config["SOFT_BOUNCE_WINDOW_DAYS"])),
     )
     kwargs = {"transport_factory": transport_factory} if transport_factory else {}
     return Sender(engine=engine, relays=parse_relays(dict(config)), composer=composer,

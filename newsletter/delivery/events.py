@@ -31,19 +31,16 @@ from sqlalchemy.exc import IntegrityError
 from newsletter.db import db, utcnow
 from newsletter.delivery.models import BounceEvent, Delivery, DeliveryStatus, ProcessedEvent
 from newsletter.delivery.tokens import DeliveryTokens
+from newsletter.mail.policy import DEFERRED, DELIVERED, HARD_BOUNCE, SOFT_BOUNCE, UNKNOWN
 from newsletter.subscribers import service as subscribers
 from newsletter.subscribers.addresses import email_hash
 from newsletter.subscribers.models import Reader, SuppressionReason
 
 log = logging.getLogger(__name__)
 
-HARD_BOUNCE = "hard_bounce"
-SOFT_BOUNCE = "soft_bounce"
+# The kinds a reply or report may have are the send policy's (newsletter.mail.policy).
 COMPLAINT = "complaint"
-DELIVERED = "delivered"
-DEFERRED = "deferred"
 IGNORED = "ignored"
-UNKNOWN = "unknown"
 UNMATCHED = "unmatched"  # an outcome, not a kind: the event proved no message of ours
 KINDS = frozenset({HARD_BOUNCE, SOFT_BOUNCE, COMPLAINT, DELIVERED, DEFERRED, IGNORED, UNKNOWN})
 ACTIONABLE = {HARD_BOUNCE, SOFT_BOUNCE, COMPLAINT}
@@ -154,6 +151,17 @@ def handle(event: Event, *, tokens: DeliveryTokens, services: subscribers.Reader
             subscribers.unsubscribe(services, reader, subscribers.Actor(source="complaint"))
     db.session.commit()
     return event.kind
+
+
+def account_mail_refused(reader_id: int, kind: str, reply: str, event_id: str, *,
+                         tokens: DeliveryTokens, services: subscribers.ReaderServices,
+                         policy: BouncePolicy) -> str:
+    """A relay refused account mail for good (a 5xx at RCPT or DATA): the same event, and
+    so the same suppression, as the DSN that would have said it later."""
+    token = services.mailer.account_tokens.make_token(reader_id)
+    return handle(Event(source="smtp", event_id=event_id, kind=kind, token=token,
+                        detail=" ".join(reply.split())[:DETAIL_MAX]),
+                  tokens=tokens, services=services, policy=policy)
 
 
 def first_use_of_signature(source: str, nonce: str, event_ids: list[str]) -> bool:

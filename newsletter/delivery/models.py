@@ -143,6 +143,11 @@ class RelayState(Base):
 
     relay: Mapped[str] = mapped_column(String(200), primary_key=True)
     next_slot_at: Mapped[float] = mapped_column(Float, default=0.0)  # Unix time, seconds
+    # The circuit breaker's view (``delivery.breaker``): since when the relay refuses
+    # connections (None: it answers), when a worker last tried it, and what it said.
+    down_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(300), nullable=True)
 
 
 class RelayMinute(Base):

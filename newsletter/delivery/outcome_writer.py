@@ -58,6 +58,7 @@ class OutcomeWriter(threading.Thread):
         self.lock = lock
         self.fatal: Exception | None = None
         self.connections = 1  # set by the sender: at most this many wait for a commit
+        self.soft_bounces = dq.SoftBounceRule()  # set by the sender from its settings
 
     def submit(self, outcome: dq.SendOutcome, wait: bool, job: dq.Claimed | None = None) -> None:
         if job is not None:
@@ -94,7 +95,7 @@ class OutcomeWriter(threading.Thread):
         while True:
             try:
                 applied = dq.write_outcomes(conn, [o for o, _ in batch], worker=self.worker,
-                                            now=self.clock())
+                                            now=self.clock(), soft=self.soft_bounces)
                 break
             except RETRYABLE:
                 # Busy or reconnecting database: never drop an outcome, wait and retry.

@@ -143,6 +143,7 @@ class SendOutcome:
     next_attempt_at: datetime | None = None
     attempted: bool = True      # False: no SMTP conversation happened (cancelled, released)
     claim_id: str = ""          # the claim the worker held; only its owner may move the row
+    bounce: str | None = None   # bounced: hard_bounce or soft_bounce (mail.policy's verdict)
 
 
 _SET = {
@@ -158,12 +159,21 @@ _SET = {
 }
 
 # -- name: suppress-bounced
-# Contract: the reader of a hard-bounced delivery goes on the suppression list (by keyed hash)
-# and the bounce is recorded; replaying it adds nothing to the list.
+# Contract: the reader of a bounced delivery goes on the suppression list (by keyed hash)
+# with the reason: at once for a hard bounce; for a soft one when :limit soft bounces of the
+# address fall in the window (:since), this one recorded first. Replaying adds nothing.
 _SUPPRESS = """
 INSERT INTO suppressions (email_hash, reason, created_at)
 SELECT r.email_hash, :reason, :now FROM deliveries d JOIN readers r ON r.id = d.reader_id
 WHERE d.id = :id AND r.email_hash IS NOT NULL
+ON CONFLICT (email_hash) DO NOTHING
+"""
+_SUPPRESS_SOFT = """
+INSERT INTO suppressions (email_hash, reason, created_at)
+SELECT r.email_hash, 'soft_bounces', :now FROM deliveries d JOIN readers r ON r.id = d.reader_id
+WHERE d.id = :id AND r.email_hash IS NOT NULL AND (
+  SELECT count(*) FROM bounce_events b WHERE b.email_hash = r.email_hash
+    AND b.kind = 'soft_bounce' AND b.occurred_at >= :since) >= :limit
 ON CONFLICT (email_hash) DO NOTHING
 """
 _BOUNCE_EVENT = """
@@ -178,8 +188,16 @@ VALUES (:id, :now, :status, :code, :reply, :relay, :worker)
 """
 
 
+@dataclass(frozen=True)
+class SoftBounceRule:
+    """How many soft bounces within how long suppress (``NEWSLETTER_SOFT_BOUNCE_*``)."""
+
+    limit: int = 3
+    window: timedelta = timedelta(days=30)
+
+
 def write_outcomes(conn: Connection, outcomes: list[SendOutcome], *, worker: str,
-                   now: datetime) -> list[SendOutcome]:
+                   now: datetime, soft: SoftBounceRule = SoftBounceRule()) -> list[SendOutcome]:
     """Record a group of outcomes in one transaction, commit it, return those applied.
 
     A row moves only while this worker's claim still holds it (``lease_owner``), so a worker
@@ -216,7 +234,7 @@ def write_outcomes(conn: Connection, outcomes: list[SendOutcome], *, worker: str
         params = {"id": outcome.delivery_id, "reply": outcome.reply[:500], "now": now,
                   "next": outcome.next_attempt_at or now, "code": outcome.code,
                   "relay": outcome.relay[:100], "worker": worker[:80],
-                  "status": outcome.status}
+                  "status": outcome.status, "bounce": outcome.bounce or "hard_bounce"}
         by_status.setdefault(outcome.status, []).append(params)
         if outcome.attempted:
             attempts.append(params)
@@ -225,9 +243,13 @@ def write_outcomes(conn: Connection, outcomes: list[SendOutcome], *, worker: str
             f"UPDATE deliveries SET {_SET[status]}, lease_owner = NULL, lease_until = NULL "  # noqa: S608 - fixed fragments
             "WHERE id = :id"), params_list)
     for params in by_status.get("bounced", []):
-        conn.execute(_sql(_SUPPRESS), {**params, "reason": "hard_bounce"})
-        conn.execute(_sql(_BOUNCE_EVENT), {**params, "kind": "hard_bounce", "source": "smtp",
-                                           "detail": params["reply"]})
+        conn.execute(_sql(_BOUNCE_EVENT), {**params, "kind": params["bounce"],
+                                           "source": "smtp", "detail": params["reply"]})
+        if params["bounce"] == "hard_bounce":
+            conn.execute(_sql(_SUPPRESS), {**params, "reason": "hard_bounce"})
+        else:
+            conn.execute(_sql(_SUPPRESS_SOFT).bindparams(_dt("since")),
+                         {**params, "since": now - soft.window, "limit": soft.limit})
     if attempts:
         conn.execute(_sql(_ATTEMPT), attempts)
     conn.commit()

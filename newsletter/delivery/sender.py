@@ -24,18 +24,25 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from sqlalchemy import Engine
 
 from newsletter.db import utcnow
 from newsletter.delivery import queue as dq
+from newsletter.delivery.breaker import recorder
+from newsletter.delivery.connection import (
+    UNLIMITED,
+    Composer,
+    Connection,
+    SendSettings,
+    Throttle,
+)
 from newsletter.delivery.limits import SharedThrottle
 from newsletter.delivery.outcome_writer import RETRYABLE, OutcomeWriter, Progress, rollback
-from newsletter.delivery.relays import RelayConfig
-from newsletter.mail import SendResult, TransportError, make_transport
+from newsletter.mail import make_transport
+from newsletter.mail.breaker import RelayBreaker
+from newsletter.mail.relays import RelayConfig
 
 log = logging.getLogger(__name__)
 
@@ -43,133 +50,6 @@ log = logging.getLogger(__name__)
 def worker_id() -> str:
     """This process and thread, as the owner name of the leases it takes."""
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100000}"
-
-
-class _Throttle(Protocol):
-    delay_hint: float
-
-    def wait(self, stop: threading.Event | None = None,
-             max_wait: float | None = None) -> bool: ...
-
-
-class _Unlimited:
-    """A relay without limits: every message may go at once."""
-
-    delay_hint = 0.0
-
-    def wait(self, stop: threading.Event | None = None, max_wait: float | None = None) -> bool:
-        return True
-
-
-_UNLIMITED = _Unlimited()
-
-
-class Composer(Protocol):
-    def compose(self, job: dq.Claimed) -> tuple[str, str, bytes]:
-        """(envelope sender, recipient, message bytes) for one claimed delivery."""
-
-
-@dataclass
-class SendSettings:
-    worker_id: str
-    batch_size: int = 200
-    lease_seconds: int = 120
-    max_attempts: int = 8
-    max_age: timedelta = timedelta(hours=48)
-    backoff_base: float = 60.0
-    backoff_cap: float = 6 * 3600.0
-    idle_sleep: float = 1.0
-    halt_check_interval: float = 1.0
-
-
-def outcome_of_reply(job: dq.Claimed, result: SendResult | TransportError, now: datetime,
-                     settings: SendSettings, relay: str) -> dq.SendOutcome:
-    """2xx → sent; 5xx → bounced; 4xx, timeouts and drops → deferred with exponential
-    backoff and jitter, or failed past the maximum attempts or age."""
-    if isinstance(result, SendResult):
-        return dq.SendOutcome(job.id, "sent", result.code, f"{result.code} {result.reply}", relay)
-    reply = str(result)  # "451 DATA: 4.3.0 try again later", or the network failure
-    if result.permanent:
-        return dq.SendOutcome(job.id, "bounced", result.code, reply, relay)
-    attempts = job.attempts + 1
-    if attempts >= settings.max_attempts or now - job.created_at >= settings.max_age:
-        return dq.SendOutcome(job.id, "failed", result.code, reply, relay)
-    delay = min(settings.backoff_base * 2 ** (attempts - 1), settings.backoff_cap)
-    delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
-    return dq.SendOutcome(job.id, "deferred", result.code, reply, relay,
-                      next_attempt_at=now + timedelta(seconds=delay))
-
-
-class _Connection(threading.Thread):
-    def __init__(self, sender: Sender, relay: RelayConfig, jobs: queue.Queue, throttle: _Throttle,
-                 index: int):
-        super().__init__(name=f"relay-{relay.name}-{index}", daemon=True)
-        self.sender = sender
-        self.relay = relay
-        self.jobs = jobs
-        self.throttle = throttle
-        self.transport = None
-
-    def run(self) -> None:
-        sender = self.sender
-        try:
-            while True:
-                try:
-                    job = self.jobs.get(timeout=0.1)
-                except queue.Empty:
-                    if sender.draining.is_set():
-                        return
-                    continue
-                if sender.writer.fatal is not None:
-                    return
-                try:
-                    outcome = self._deliver(job)
-                except Exception:  # noqa: BLE001 - never leave a held job without an outcome
-                    log.exception("delivery %s: unexpected error; it goes back to the queue",
-                                  job.id)
-                    outcome = dq.SendOutcome(job.id, "released", attempted=False)
-                try:
-                    sender.writer.submit(outcome, wait=True, job=job)
-                finally:
-                    sender.release_hold(job)
-        finally:
-            if self.transport is not None:
-                self.transport.close()
-
-    def _deliver(self, job: dq.Claimed) -> dq.SendOutcome:
-        sender = self.sender
-        halted = sender.halted.get(job.edition_id)
-        if halted is not None or sender.draining.is_set() and sender.stop_now.is_set():
-            status = "cancelled" if halted == "cancelled" else "released"
-            return dq.SendOutcome(job.id, status, attempted=False)
-        if not sender.lease_ok(job.claim_id):  # before taking a relay slot for it
-            return dq.SendOutcome(job.id, "released", attempted=False)
-        # Never hold a claimed delivery for long (its lease would expire and another worker
-        # could send it too): past a short wait, put it back for when the relay has room.
-        if not self.throttle.wait(sender.stop_now, max_wait=sender.settings.lease_seconds / 4):
-            later = sender.clock() + timedelta(seconds=self.throttle.delay_hint)
-            return dq.SendOutcome(job.id, "released", attempted=False, next_attempt_at=later)
-        # A lease that could not be renewed may run out while this message is on the wire;
-        # then another worker may claim and send it too. Give it back unsent instead.
-        if not sender.lease_ok(job.claim_id):
-            return dq.SendOutcome(job.id, "released", attempted=False)
-        try:
-            envelope_from, recipient, message = sender.composer.compose(job)
-        except Exception as exc:  # noqa: BLE001 - a message we cannot build is a failure
-            log.exception("could not compose delivery %s", job.id)
-            return dq.SendOutcome(job.id, "failed", None, f"compose: {exc}"[:500], self.relay.name)
-        if self.transport is None:
-            self.transport = sender.transport_factory(self.relay.config)
-        try:
-            # Composed messages never have a line starting with "." (MessageTemplate's contract).
-            result: SendResult | TransportError = self.transport.send(
-                envelope_from, [recipient], message, dot_safe=True)
-        except TransportError as exc:
-            result = exc
-            if exc.code is None:  # the connection is gone; open a new one next time
-                self.transport.close()
-                self.transport = None
-        return outcome_of_reply(job, result, sender.clock(), sender.settings, self.relay.name)
 
 
 class Sender:
@@ -188,7 +68,8 @@ class Sender:
         self.draining = threading.Event()
         self.stop_now = threading.Event()
         self.writer = OutcomeWriter(engine, settings.worker_id, clock, self.progress,
-                              self._progress_lock)
+                                    self._progress_lock)
+        self.writer.soft_bounces = settings.soft_bounces
         self._queues = {relay.name: queue.Queue() for relay in relays}
         # Claims with deliveries still in memory (waiting or being sent): their leases are
         # renewed until every one of them has an outcome.
@@ -199,6 +80,7 @@ class Sender:
         self._lease_until: dict[str, datetime] = {}
         self._lost: set[str] = set()
         self._weights = [relay.weight for relay in relays]
+        self.breakers: dict[str, RelayBreaker] = {}
 
     def release_hold(self, job: dq.Claimed) -> None:
         with self._held_lock:
@@ -281,11 +163,14 @@ class Sender:
         self.writer.start()
         threads = []
         for relay in self.relays:
-            throttle: _Throttle = (SharedThrottle(self.engine, relay.name, relay.rate,
+            throttle: Throttle = (SharedThrottle(self.engine, relay.name, relay.rate,
                                                   relay.hourly)
-                                   if relay.rate or relay.hourly else _UNLIMITED)
+                                   if relay.rate or relay.hourly else UNLIMITED)
+            breaker = RelayBreaker(relay.name, record=recorder(self.engine))
+            self.breakers[relay.name] = breaker
             for index in range(relay.connections):
-                thread = _Connection(self, relay, self._queues[relay.name], throttle, index)
+                thread = Connection(self, relay, self._queues[relay.name], throttle, index,
+                                     breaker)
                 thread.start()
                 threads.append(thread)
         loop = _ClaimLoop(self, edition_id)

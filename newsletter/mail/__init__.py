@@ -5,13 +5,12 @@ A plain library (no Flask): the app wires it in ``newsletter.wiring``.
 
 from newsletter.mail.dkim import DEFAULT_SIGNED_HEADERS, DkimError, DkimSigner
 from newsletter.mail.fastdkim import FastDkimSigner
+from newsletter.mail.local_transports import ConsoleTransport, FileTransport
 from newsletter.mail.message import HeaderValueError, build_message
 from newsletter.mail.render import EmailRenderer, PersonalTemplate, RenderedEmail, TemplateError
 from newsletter.mail.setup import MailSetup
 from newsletter.mail.template import MessageTemplate
 from newsletter.mail.transports import (
-    ConsoleTransport,
-    FileTransport,
     SendResult,
     SmtpSettings,
     SMTPTransport,

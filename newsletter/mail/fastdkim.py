@@ -27,7 +27,12 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from newsletter.mail.dkim import DEFAULT_SIGNED_HEADERS, DkimError, read_private_key
+from newsletter.mail.dkim import (
+    DEFAULT_SIGNED_HEADERS,
+    DkimError,
+    check_private_key,
+    read_private_key,
+)
 
 __all__ = ["FastDkimSigner"]
 
@@ -75,17 +80,15 @@ class FastDkimSigner:
         private_key_pem: bytes,
         headers: Sequence[str] = DEFAULT_SIGNED_HEADERS,
     ) -> None:
+        what = f"the DKIM key for {selector}._domainkey.{domain}"
+        check_private_key(private_key_pem, what)
         try:
+            # Loaded again with OpenSSL's RSA consistency check, which check_private_key skips.
             key = serialization.load_pem_private_key(private_key_pem, password=None)
         except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-            raise DkimError(
-                f"DKIM key for {selector}._domainkey.{domain} is not a PEM RSA private key "
-                f"(PKCS#1 or PKCS#8): {exc}"
-            ) from exc
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise DkimError(f"DKIM key for {selector}._domainkey.{domain} is not an RSA key")
-        if key.key_size < 1024:
-            raise DkimError(f"DKIM key has {key.key_size} bits; verifiers want 1024 at least")
+            raise DkimError(f"{what} is not a valid RSA private key: "
+                            f"{' '.join(str(exc).split())}") from exc
+        assert isinstance(key, rsa.RSAPrivateKey)  # check_private_key said so
         for tag, value in (("selector", selector), ("domain", domain)):
             if not value or not value.isascii() or not value.replace("-", "").replace(
                     ".", "").replace("_", "").isalnum():
@@ -121,7 +124,8 @@ class FastDkimSigner:
         cls, selector: str, domain: str, key_path: str | Path,
         headers: Sequence[str] = DEFAULT_SIGNED_HEADERS,
     ) -> FastDkimSigner:
-        """Read the PEM key at ``key_path``; raises :class:`DkimError` if it is unreadable."""
+        """Read the PEM key at ``key_path``; :class:`DkimError` (one line) if it is missing,
+        unreadable or not an RSA key (:func:`~newsletter.mail.dkim.read_private_key`)."""
         return cls(selector, domain, read_private_key(key_path), headers)
 
     def sign(self, message: bytes, *, timestamp: int | None = None) -> bytes:

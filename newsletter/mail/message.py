@@ -58,7 +58,6 @@ def build_message(
     list_id: str | None = None,
     list_unsubscribe_url: str | None = None,
     list_unsubscribe_mailto: str | None = None,
-    return_path: str | None = None,
     extra_headers: Mapping[str, str] | None = None,
     date: datetime | None = None,
     message_id: str | None = None,
@@ -70,8 +69,8 @@ def build_message(
     ``list_unsubscribe_url`` (http or https; RFC 8058 one-click needs https in production)
     produces ``List-Unsubscribe`` and ``List-Unsubscribe-Post: List-Unsubscribe=One-Click``;
     ``list_unsubscribe_mailto`` (``addr`` or ``mailto:…``) is listed after the URL.
-    ``return_path`` is written as a ``Return-Path`` header for outbox readers; the bounce
-    address that counts is the SMTP envelope sender, and relays replace this header.
+    No ``Return-Path`` header is written: the bounce address is the SMTP envelope sender,
+    and the final MTA records it as that header (RFC 5321, 4.4).
     ``extra_headers`` may not repeat a header this function sets. ``date`` must be
     timezone-aware (default: now, UTC). ``message_id`` defaults to
     ``<random@message_id_domain>``. A single text/plain body gains a final line break if
@@ -82,7 +81,7 @@ def build_message(
         ("From", from_addr), ("To", to), ("Subject", subject),
         ("Message-ID", message_id_domain if message_id is None else message_id),
         ("List-Id", list_id), ("List-Unsubscribe", list_unsubscribe_url),
-        ("List-Unsubscribe", list_unsubscribe_mailto), ("Return-Path", return_path),
+        ("List-Unsubscribe", list_unsubscribe_mailto),
         *extra.items(),
     ])
     _check_extra_names(extra)
@@ -103,8 +102,6 @@ def build_message(
         ("Date", format_datetime(date)),
         ("Message-ID", message_id),
     ]
-    if return_path is not None:
-        headers.append(("Return-Path", f"<{return_path.strip('<>')}>"))
     if list_id is not None:
         headers.append(("List-Id", list_id))
     headers.extend(_unsubscribe_headers(list_unsubscribe_url, list_unsubscribe_mailto))

@@ -1,11 +1,14 @@
 """Where messages go: one or more relays, each with its connections, rate and hourly cap.
 
-``NEWSLETTER_SMTP_URL`` may list several relays separated by commas; each URL may carry
-the sending options ``weight`` (share of messages, default 1), ``connections`` (parallel
-SMTP connections, default ``NEWSLETTER_SEND_CONNECTIONS``), ``rate`` (messages per second,
-0 = unlimited) and ``hourly`` (cap over any sliding hour, 0 = none); both hold for every
-worker together (``delivery.limits``). The connection options
-(``starttls``, ``timeout``) are the mail layer's.
+The one parser of ``NEWSLETTER_SMTP_URL``, for every sender (list mail, account mail, test
+sends, the setup check). It may list several relays separated by commas; each URL may
+carry the sending options ``weight`` (share of list mail, default 1), ``connections``
+(parallel SMTP connections, default ``NEWSLETTER_SEND_CONNECTIONS``), ``rate`` (messages
+per second, 0 = unlimited) and ``hourly`` (cap over any sliding hour, 0 = none) — rate and
+cap hold for every worker together (``delivery.limits``) — beside the connection options
+``starttls`` and ``timeout`` (``transports.parse_smtp_url``). Every option of every relay is
+checked here, so a wrong one refuses to start (``wiring``) instead of failing each send.
+Account mail and test sends go through :func:`account_relay`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from newsletter.mail.transports import parse_smtp_url
 
 _SENDING_OPTIONS = {"weight", "connections", "rate", "hourly"}
 
@@ -50,6 +55,7 @@ def parse_relays(config: dict[str, Any]) -> list[RelayConfig]:
         options = dict(parse_qsl(parts.query, keep_blank_values=True))
         sending = {k: options.pop(k) for k in list(options) if k in _SENDING_OPTIONS}
         clean = urlunsplit(parts._replace(query=urlencode(options)))
+        parse_smtp_url(clean)  # the connection options: raises on a wrong one
         relays.append(RelayConfig(
             name=f"{parts.hostname}:{parts.port or ''}#{index}",
             config={**config, "SMTP_URL": clean},
@@ -64,3 +70,9 @@ def parse_relays(config: dict[str, Any]) -> list[RelayConfig]:
     if not any(relay.weight > 0 for relay in relays):
         raise ValueError("at least one relay needs a weight above 0")
     return relays
+
+
+def account_relay(config: dict[str, Any]) -> RelayConfig:
+    """The relay of account mail and test sends: the first one list mail also uses (weight
+    above 0), with the options it shares with list mail stripped like theirs."""
+    return next(relay for relay in parse_relays(config) if relay.weight > 0)

@@ -1,4 +1,5 @@
-"""Where built messages go: an SMTP relay, an outbox folder of ``.eml`` files, or the console.
+"""Where built messages go: an SMTP relay — or, for development, an outbox folder of
+``.eml`` files or the console (``local_transports``).
 
 Every transport takes finished bytes (CRLF line ends, already signed) and either returns a
 :class:`SendResult` (accepted: *sent*, which is not *delivered*) or raises
@@ -10,22 +11,16 @@ dropped connections are not. This is the only module that imports ``smtplib``.
 from __future__ import annotations
 
 import contextlib
-import os
 import smtplib
 import ssl
-import sys
-import tempfile
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, NoReturn, Protocol, TextIO
+from typing import Any, NoReturn, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 __all__ = [
-    "ConsoleTransport", "FileTransport", "SMTPTransport", "SendResult", "SmtpSettings",
-    "Transport", "TransportError", "make_transport", "parse_smtp_url",
+    "SMTPTransport", "SendResult", "SmtpSettings", "Transport", "TransportError",
+    "make_transport", "parse_smtp_url",
 ]
 
 
@@ -44,11 +39,15 @@ class TransportError(Exception):
     text or the failure, ``permanent`` whether the same message would be refused again.
     """
 
-    def __init__(self, code: int | None, reply: str, *, permanent: bool) -> None:
+    def __init__(self, code: int | None, reply: str, *, permanent: bool,
+                 connecting: bool = False) -> None:
         super().__init__(f"{code} {reply}" if code is not None else reply)
         self.code = code
         self.reply = reply
         self.permanent = permanent
+        # The relay could not be reached (refused, timed out, dropped before or while
+        # greeting, TLS or login failed): nothing was said about this message.
+        self.connecting = connecting
 
 
 class Transport(Protocol):
@@ -184,7 +183,8 @@ class SMTPTransport:
             return self._transaction(envelope_from, recipients, message, dot_safe)
         except _LostBeforeData as exc:
             self._discard()
-            raise TransportError(exc.code, f"connection lost: {exc}", permanent=False) from exc
+            raise TransportError(exc.code, f"connection lost: {exc}", permanent=False,
+                                 connecting=True) from exc
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -286,13 +286,13 @@ class SMTPTransport:
             text = exc.smtp_error.decode("utf-8", "replace") if isinstance(
                 exc.smtp_error, bytes) else str(exc.smtp_error)
             raise TransportError(
-                exc.smtp_code, f"connecting to {s.host}:{s.port}: {text}", permanent=False
-            ) from exc
+                exc.smtp_code, f"connecting to {s.host}:{s.port}: {text}", permanent=False,
+                connecting=True) from exc
         except (smtplib.SMTPException, OSError) as exc:
             self._close_quietly(conn)
             raise TransportError(
-                None, f"cannot connect to {s.host}:{s.port}: {exc}", permanent=False
-            ) from exc
+                None, f"cannot connect to {s.host}:{s.port}: {exc}", permanent=False,
+                connecting=True) from exc
         self._conn = conn
         return conn
 
@@ -312,77 +312,13 @@ class SMTPTransport:
                 conn.close()
 
 
-class FileTransport:
-    """Writes each message to ``outbox_dir/<UTC timestamp>-<uuid>.eml``, atomically.
-
-    The file appears complete or not at all: it is written to a hidden temporary file in
-    the same folder, flushed to disk and renamed. The folder is created when needed.
-    """
-
-    def __init__(self, outbox_dir: str | Path) -> None:
-        self.outbox_dir = Path(outbox_dir)
-
-    def send(self, envelope_from: str, recipients: Sequence[str], message: bytes, *,
-             dot_safe: bool = False) -> SendResult:
-        name = f"{datetime.now(UTC):%Y%m%dT%H%M%S.%fZ}-{uuid.uuid4().hex}.eml"
-        tmp_path: str | None = None
-        try:
-            self.outbox_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp_path = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=self.outbox_dir)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(message)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_path, self.outbox_dir / name)
-            tmp_path = None
-            self._sync_dir()
-        except OSError as exc:
-            raise TransportError(None, f"cannot write to the outbox: {exc}",
-                                 permanent=False) from exc
-        finally:
-            if tmp_path is not None:
-                Path(tmp_path).unlink(missing_ok=True)
-        return SendResult(250, f"written {name}")
-
-    def close(self) -> None:
-        pass
-
-    def _sync_dir(self) -> None:
-        # The rename is durable only once the folder itself is flushed (POSIX only).
-        if os.name != "posix":
-            return
-        fd = os.open(self.outbox_dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-class ConsoleTransport:
-    """Prints each message, for development. ``stream`` defaults to the current stdout."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream
-
-    def send(self, envelope_from: str, recipients: Sequence[str], message: bytes, *,
-             dot_safe: bool = False) -> SendResult:
-        stream = self.stream or sys.stdout
-        text = message.decode("utf-8", "replace").replace("\r\n", "\n")
-        stream.write(f"---- message from {envelope_from} to {', '.join(recipients)} ----\n")
-        stream.write(text if text.endswith("\n") else text + "\n")
-        stream.write("---- end of message ----\n")
-        stream.flush()
-        return SendResult(250, "printed")
-
-    def close(self) -> None:
-        pass
-
-
 def make_transport(config: Mapping[str, Any]) -> Transport:
     """Build the transport named by ``MAIL_TRANSPORT`` (``file``, ``smtp`` or ``console``).
 
     Uses ``OUTBOX_DIR`` for ``file`` and ``SMTP_URL`` for ``smtp``.
     """
+    from newsletter.mail.local_transports import ConsoleTransport, FileTransport
+
     kind = config.get("MAIL_TRANSPORT", "file")
     if kind == "file":
         return FileTransport(config["OUTBOX_DIR"])

@@ -105,6 +105,9 @@ class ReaderMailer:
         self.mail = mail
         self.links = links
         self.next_digest = next_digest
+        # Told of a relay's permanent refusal of account mail: (reader id, "hard_bounce" or
+        # "soft_bounce", the reply, an event id); the wiring hands it to the bounce handler.
+        self.on_bounce: Callable[[int, str, str, str], None] | None = None
         self.account_tokens = AccountTokens(mail.config["SECRET_KEYS"])
 
     def message(self, kind: str, reader_id: int, to: str, request_id: int | None = None, *,
@@ -166,7 +169,7 @@ class ReaderMailer:
         sender = parseaddr(from_addr)[1]
         message = build_message(
             from_addr=from_addr, to=to, subject=subject, text=text, html=html,
-            message_id_domain=config["MAIL_DOMAIN"], return_path=return_path,
+            message_id_domain=config["MAIL_DOMAIN"],
             extra_headers={"Auto-Submitted": "auto-generated", "X-Newsletter-Token": token,
                            "Feedback-ID": f"{template}:account:newsletter:{sender}",
                            **reply_to_header(config)},

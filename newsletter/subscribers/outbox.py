@@ -14,8 +14,13 @@ Contract:
   worse than a second one.
 * A row no longer wanted when its turn comes (the reader confirmed, asked again, changed
   address, or was erased) is dropped, not sent.
-* Transient failures (4xx, timeouts, refused connections) are retried after 30 s, 2, 10 and
-  30 min, 1 and 2 h; a permanent refusal (5xx) or the last try marks the row ``failed``.
+* Replies are judged by the one send policy (``mail.policy.judge_reply``), as list mail's
+  are: transient failures (4xx, timeouts, refused connections) are retried after about 30 s,
+  2, 8 and 32 min, then every 2 h (``retry_delay``, factor 4, with jitter); a permanent
+  refusal (5xx) marks the row ``failed`` and is reported to ``mailer.on_bounce`` (wired to
+  the bounce handler: a hard bounce such as ``550 5.1.1`` at RCPT suppresses the address, a
+  soft one counts toward the soft-bounce limit) before the row is finished, so a crash in
+  between reports it again under the same event id (a duplicate, changing nothing).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from sqlalchemy import and_, delete, or_, select, update
 
 from newsletter.db import db
 from newsletter.mail import TransportError
+from newsletter.mail.policy import judge_reply, retry_delay
 from newsletter.subscribers.mailer import ReaderMailer
 from newsletter.subscribers.models import (
     AccountMail,
@@ -41,9 +47,10 @@ from newsletter.subscribers.models import (
 
 log = logging.getLogger(__name__)
 
-RETRY_AFTER = (timedelta(seconds=30), timedelta(minutes=2), timedelta(minutes=10),
-               timedelta(minutes=30), timedelta(hours=1), timedelta(hours=2))
-MAX_ATTEMPTS = len(RETRY_AFTER) + 1
+RETRY_BASE = timedelta(seconds=30)
+RETRY_FACTOR = 4.0
+RETRY_CAP = timedelta(hours=2)
+MAX_ATTEMPTS = 7
 LEASE = timedelta(minutes=2)
 BATCH = 50
 # Finished rows hold an address: kept this long for support questions, then deleted.
@@ -74,7 +81,8 @@ def queue_mail(reader_id: int, kind: AccountMailKind, to: str,
 class SendReport:
     sent: int = 0
     retried: int = 0
-    failed: int = 0
+    failed: int = 0       # bounced ones included
+    bounced: int = 0
     dropped: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -142,6 +150,10 @@ def send_due(mailer: ReaderMailer, now: datetime, limit: int = BATCH) -> SendRep
     ids = list(db.session.scalars(
         select(AccountMail.id).where(_claimable(now)).order_by(AccountMail.id).limit(limit)))
     db.session.commit()
+    breaker = mailer.mail.breaker
+    if ids and breaker.admit() is not None:
+        return report  # the relay is down: nothing is claimed until the next probe
+    sent_any = False
     transport = None
     try:
         for mail_id in ids:
@@ -165,9 +177,22 @@ def send_due(mailer: ReaderMailer, now: datetime, limit: int = BATCH) -> SendRep
                                          now=now)
                 if transport is None:
                     transport = mailer.mail.new_transport()
+                sent_any = True
                 transport.send(message.return_path, [message.to], message.data)
             except TransportError as exc:
-                if exc.permanent or mail.attempts >= MAX_ATTEMPTS:
+                if exc.connecting:
+                    breaker.failed(str(exc))
+                else:
+                    breaker.succeeded()
+                verdict = judge_reply(exc.code, exc.reply)
+                if verdict.outcome == "bounced":
+                    if mailer.on_bounce is not None:
+                        mailer.on_bounce(mail.reader_id, verdict.bounce, str(exc),
+                                         f"account-mail:{mail_id}")
+                    _fail(report, mail_id, claim, now, str(exc))
+                    report.bounced += 1
+                    continue
+                if mail.attempts >= MAX_ATTEMPTS:
                     _fail(report, mail_id, claim, now, str(exc))
                     continue
                 _retry(report, mail_id, claim, now, str(exc), mail.attempts)
@@ -179,6 +204,7 @@ def send_due(mailer: ReaderMailer, now: datetime, limit: int = BATCH) -> SendRep
                 else:
                     _retry(report, mail_id, claim, now, repr(exc), mail.attempts)
                 continue
+            breaker.succeeded()
             _finish(mail_id, claim, now, status=AccountMailStatus.SENT.value, last_error=None,
                     finished_at=now)
             report.sent += 1
@@ -186,6 +212,8 @@ def send_due(mailer: ReaderMailer, now: datetime, limit: int = BATCH) -> SendRep
     finally:
         if transport is not None:
             transport.close()
+        if ids and not sent_any:
+            breaker.abandon()  # admitted as the probe, but every row was dropped
     return report
 
 
@@ -199,8 +227,10 @@ def _fail(report: SendReport, mail_id: int, claim: str, now: datetime, error: st
 
 def _retry(report: SendReport, mail_id: int, claim: str, now: datetime, error: str,
            attempts: int) -> None:
+    delay = retry_delay(attempts, base=RETRY_BASE.total_seconds(),
+                        cap=RETRY_CAP.total_seconds(), factor=RETRY_FACTOR)
     _finish(mail_id, claim, now, status=AccountMailStatus.QUEUED.value, last_error=error[:500],
-            next_attempt_at=now + RETRY_AFTER[attempts - 1])
+            next_attempt_at=now + timedelta(seconds=delay))
     report.retried += 1
     report.errors.append(error)
     log.info("account email %s will be retried: %s", mail_id, error)

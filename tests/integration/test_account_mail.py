@@ -101,7 +101,7 @@ def test_a_relay_that_is_down_loses_nothing(relay_later, app, client, topics):
     assert drain().handled == 0
     # ...and sent once the relay is back.
     relay_later.start()
-    report = drain(utcnow() + timedelta(seconds=31))
+    report = drain(utcnow() + timedelta(seconds=40))
     assert report.sent == 1
     assert [m.rcpt_tos for m in relay_later.messages] == [["ada@example.com"]]
     assert rows()[0].status == "sent"
@@ -112,7 +112,7 @@ def test_a_transient_refusal_is_retried_and_a_permanent_one_is_not(relay, app, c
     subscribe(client, "ada@example.com")
     assert drain().retried == 1
     relay.reply = None
-    assert drain(utcnow() + timedelta(seconds=31)).sent == 1
+    assert drain(utcnow() + timedelta(seconds=40)).sent == 1
 
     relay.reply = lambda received: "550 5.1.1 no such user"
     subscribe(client, "nobody@example.com")
@@ -120,6 +120,44 @@ def test_a_transient_refusal_is_retried_and_a_permanent_one_is_not(relay, app, c
     assert (report.sent, report.retried, report.failed) == (0, 0, 1)
     assert rows()[-1].status == "failed" and "550" in rows()[-1].last_error
     assert drain(utcnow() + timedelta(days=1)).handled == 0
+
+
+def _suppression_of(email):
+    from newsletter.subscribers.addresses import email_hash
+    from newsletter.subscribers.models import Suppression
+
+    digest = email_hash(email, reader_services().hash_key)
+    return db.session.scalar(select(Suppression.reason).where(Suppression.email_hash == digest))
+
+
+def test_a_5xx_at_rcpt_suppresses_as_the_same_refusal_in_a_dsn_would(relay, app, client,
+                                                                      topics):
+    """One send policy: ``550 5.1.1`` refused at RCPT ends the account email failed, records
+    a hard bounce and suppresses the address, as list mail and a later DSN do."""
+    from newsletter.delivery.models import BounceEvent
+
+    relay.rcpt_reply = lambda address: (
+        "550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown"
+        if address == "nobody@example.com" else None)
+    subscribe(client, "nobody@example.com")
+    report = drain()
+    assert (report.sent, report.failed, report.bounced) == (0, 1, 1)
+    assert relay.refused_rcpts == ["nobody@example.com"] and relay.messages == []
+    assert "RCPT TO" in rows()[-1].last_error and "5.1.1" in rows()[-1].last_error
+    assert _suppression_of("nobody@example.com") == "hard_bounce"
+    [event] = db.session.scalars(select(BounceEvent)).all()
+    assert (event.kind, event.source) == ("hard_bounce", "smtp")
+    assert "User unknown" in event.detail
+
+
+def test_a_full_mailbox_at_rcpt_is_a_soft_bounce_not_a_suppression(relay, app, client, topics):
+    relay.rcpt_reply = lambda address: "552 5.2.2 Mailbox full"
+    subscribe(client, "full@example.com")
+    assert drain().bounced == 1
+    assert _suppression_of("full@example.com") is None
+    from newsletter.delivery.models import BounceEvent
+
+    assert db.session.scalar(select(BounceEvent.kind)) == "soft_bounce"
 
 
 def test_after_the_last_try_the_email_is_failed_not_retried_for_ever(relay, app, client,

@@ -155,6 +155,30 @@ def test_permanent_failure_bounces_and_suppresses_without_retry(
     assert readers[0].email not in [m.rcpt_tos[0] for m in smtp_server.messages[before:]]
 
 
+def test_a_full_mailbox_bounces_softly_and_the_third_in_the_window_suppresses(
+        smtp_config, app, topics, smtp_server):
+    """One send policy: a 5xx that says nothing against the address (5.2.2 mailbox full)
+    bounces without retry but does not suppress; NEWSLETTER_SOFT_BOUNCE_LIMIT of them do,
+    with that reason — and an address refused at RCPT (as Postfix does) is a hard bounce."""
+    from newsletter.delivery.models import BounceEvent
+
+    full, unknown, fine = (r.email for r in audience(3))
+    smtp_server.reply = lambda received: ("552 5.2.2 Mailbox full"
+                                          if received.rcpt_tos[0] == full else None)
+    smtp_server.rcpt_reply = lambda address: ("550 5.1.1 <x>: Recipient address rejected"
+                                              if address == unknown else None)
+    for n in range(3):
+        progress = send(app, special_edition(subject=f"Edition {n}").id)
+        assert progress.bounced == (2 if n == 0 else 1)  # the unknown one is suppressed
+        reasons = dict(db.session.execute(select(Reader.email, Suppression.reason).join(
+            Suppression, Suppression.email_hash == Reader.email_hash)).all())
+        assert reasons.get(unknown) == "hard_bounce"
+        assert reasons.get(full) == ("soft_bounces" if n == 2 else None)
+        assert fine not in reasons
+    kinds = sorted(db.session.scalars(select(BounceEvent.kind)))
+    assert kinds == ["hard_bounce"] + ["soft_bounce"] * 3
+
+
 def test_too_many_attempts_fail(smtp_config, app, topics, smtp_server):
     app.config["MAX_ATTEMPTS"] = 2
     audience(1)

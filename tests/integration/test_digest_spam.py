@@ -48,7 +48,6 @@ def digest_message(html: str, text: str, subject: str) -> bytes:
         list_id="Modelwire daily digest <daily.news.example>",
         list_unsubscribe_url=PERSONAL["unsubscribe_url"],
         list_unsubscribe_mailto="unsubscribe@news.example",
-        return_path="bounces@news.example",
         extra_headers={"Feedback-ID": "digest:daily:modelwire:news.example"},
     )
 

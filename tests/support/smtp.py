@@ -96,6 +96,14 @@ class _Handler:
     def __init__(self, server: SMTPTestServer) -> None:
         self._server = server
 
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:  # noqa: N802
+        reply = self._server.rcpt_reply(address) if self._server.rcpt_reply else None
+        if reply is None:
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+        self._server.refused_rcpts.append(address)
+        return reply
+
     async def handle_DATA(self, smtp, session, envelope) -> str:  # noqa: N802 - aiosmtpd's name
         raw = envelope.original_content
         received = ReceivedMessage(
@@ -136,6 +144,9 @@ class SMTPTestServer:
     starttls: bool = False
     auth: tuple[str, str] | None = None
     reply: Callable[[ReceivedMessage], str | None] | None = None
+    # The reply to RCPT TO for an address (None: accept), as Postfix refuses unknown users.
+    rcpt_reply: Callable[[str], str | None] | None = None
+    refused_rcpts: list[str] = field(default_factory=list)
     port: int = 0
     messages: list[ReceivedMessage] = field(default_factory=list)
     replies: list[str] = field(default_factory=list)

@@ -26,7 +26,8 @@ def test_message_lands_as_one_eml_with_identical_bytes(tmp_path):
     assert len(files) == 1, "temporary files were left behind"
     assert files[0].suffix == ".eml"
     assert re.fullmatch(r"\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{32}\.eml", files[0].name)
-    assert files[0].read_bytes() == MESSAGE
+    # As a final MTA does (RFC 5321, 4.4): the envelope sender on top, then the message.
+    assert files[0].read_bytes() == b"Return-Path: <bounces@news.example>\r\n" + MESSAGE
     assert result.code == 250 and result.reply == f"written {files[0].name}"
 
 

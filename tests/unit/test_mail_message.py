@@ -143,11 +143,10 @@ def test_non_ascii_subject_and_display_name_round_trip():
 
 def test_given_message_id_and_extra_headers_are_used():
     msg = parse(build(message_id="<fixed@news.example>",
-                      extra_headers={"Feedback-ID": "digest:daily:modelwire"},
-                      return_path="bounces@news.example"))
+                      extra_headers={"Feedback-ID": "digest:daily:modelwire"}))
     assert msg["Message-ID"] == "<fixed@news.example>"
     assert msg["Feedback-ID"] == "digest:daily:modelwire"
-    assert msg["Return-Path"] == "<bounces@news.example>"
+    assert "Return-Path" not in msg, "the final MTA adds it (RFC 5321), never the sender"
 
 
 def test_date_is_kept_in_its_zone():
@@ -163,7 +162,6 @@ def test_date_is_kept_in_its_zone():
     ("from_addr", "From", "Modelwire <newsletter@news.example>{c}X-Evil: 1"),
     ("list_id", "List-Id", "Modelwire <daily.news.example>{c}X-Evil: 1"),
     ("list_unsubscribe_url", "List-Unsubscribe", "https://news.example/u{c}X-Evil: 1"),
-    ("return_path", "Return-Path", "bounces@news.example{c}X-Evil: 1"),
     ("extra_headers", "X-Campaign", "daily{c}X-Evil: 1"),
 ])
 def test_line_breaks_in_header_values_are_refused(argument, header, value, char):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from newsletter.delivery.relays import parse_relays
+from newsletter.mail.relays import account_relay, parse_relays
 
 
 def config(url: str, transport: str = "smtp") -> dict:
@@ -35,3 +35,39 @@ def test_file_transport_is_one_relay():
 def test_bad_relay_options(url, message):
     with pytest.raises(ValueError, match=message):
         parse_relays(config(url))
+
+
+@pytest.mark.parametrize("url", [
+    "smtp://relay.example:2525?connections=2",
+    "smtp://relay.example:2525?rate=20",
+    "smtp://relay.example:2525?weight=0, smtp://relay.example:2525?weight=2&hourly=100",
+])
+def test_account_mail_takes_its_relay_from_the_same_parser(url):
+    """Sending options in the URL (connections, rate, weights) are list mail's; account
+    mail and test sends get the first relay list mail also uses, with them stripped."""
+    relay = account_relay(config(url))
+    assert relay.config["SMTP_URL"] == "smtp://relay.example:2525"
+    assert relay.weight > 0
+
+
+@pytest.mark.parametrize("url,message", [
+    ("smtp://a.example?starttls=maybe", "starttls must be true or false"),
+    ("smtp://a.example?retries=3", "unknown SMTP URL option 'retries'"),
+    ("smtp://a.example?timeout=0", "timeout must be seconds"),
+    ("smtp://a.example, http://b.example", "must start with smtp://"),
+])
+def test_a_wrong_connection_option_of_any_relay_is_refused_by_the_one_parser(url, message):
+    with pytest.raises(ValueError, match=message):
+        parse_relays(config(url))
+
+
+@pytest.mark.parametrize("url", ["smtp://a.example?retries=3", "smtp://a.example?rate=fast"])
+def test_a_wrong_relay_option_refuses_to_start_in_one_line(url, monkeypatch):
+    from newsletter import create_app
+    from newsletter.config import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        create_app({"TESTING": True, "MAIL_TRANSPORT": "smtp", "SMTP_URL": url,
+                    "DATABASE_URL": "sqlite://"})
+    assert str(refused.value).startswith("NEWSLETTER_SMTP_URL: ")
+    assert "\n" not in str(refused.value)

@@ -41,13 +41,13 @@ from email.message import Message
 from email.parser import HeaderParser
 from email.utils import collapse_rfc2231_value, getaddresses
 
-from newsletter.delivery.bounces.classify import classify_dsn_status, normalise_status
 from newsletter.delivery.events import (
     COMPLAINT,
     DETAIL_MAX,
     REPORTED_TOKEN_RE,
     UNKNOWN,
 )
+from newsletter.mail.policy import classify_dsn_status, normalise_status
 
 __all__ = ["BounceReport", "MalformedReport", "parse_report"]
 

@@ -7,8 +7,9 @@ from flask import abort, render_template
 
 from newsletter.accounts.roles import Permission
 from newsletter.billing import stats as billing_stats
-from newsletter.db import utcnow
+from newsletter.db import db, utcnow
 from newsletter.delivery import stats as sending
+from newsletter.delivery.breaker import relay_health
 from newsletter.delivery.workers import workers
 from newsletter.editions.models import EditionKind
 from newsletter.subscribers import stats as reading
@@ -34,6 +35,7 @@ def dashboard():
         new_total=sum(series.new), lost_total=sum(series.lost),
         by_topic=reading.by_topic_and_tier(), recent=recent, digests=digests,
         workers=workers(now), queue=sending.queue_health(now), now=now, days=DAYS,
+        relays=relay_health(db.session, now),
         billing=billing_stats.figures(now))
 
 

@@ -59,6 +59,18 @@ def build_scheduler(app: Flask, *, poll_seconds: float = 10.0,
     # An editor watches a big import's page: looked for every 5 s (one indexed query).
     scheduler.add_job(jobs.run_reader_imports, "interval", seconds=5, args=[app],
                       id="run-reader-imports", name="run reader imports", next_run_time=now)
+    # Reports that an MTA files in a Maildir: each is read until applied, then moved to
+    # cur/ as seen; several workers may read one Maildir (the contract is in
+    # delivery.bounces). The poll keeps only whether the Maildir was readable, to log
+    # changes.
+    if app.config.get("BOUNCE_MAILDIR"):
+        from newsletter.delivery.bounces import MaildirPoll
+
+        scheduler.add_job(jobs.read_bounce_maildir, "interval",
+                          seconds=app.config["BOUNCE_POLL_SECONDS"],
+                          args=[app, MaildirPoll(app.config["BOUNCE_MAILDIR"])],
+                          id="read-bounce-maildir", name="read bounce maildir",
+                          next_run_time=now)
     return scheduler
 
 

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from flask import Flask
 
 from newsletter.db import utcnow
+
+if TYPE_CHECKING:
+    from newsletter.delivery.bounces import MaildirPoll
 
 log = logging.getLogger(__name__)
 
@@ -108,3 +112,22 @@ def run_reader_imports(app: Flask) -> None:
         pruned = prune_abandoned(utcnow())
         if ran or pruned:
             log.info("reader imports: %d run, %d abandoned upload(s) deleted", ran, pruned)
+
+
+def read_bounce_maildir(app: Flask, maildir: MaildirPoll) -> None:
+    """Read the new reports of the bounce Maildir (``NEWSLETTER_BOUNCE_MAILDIR``); ``maildir``
+    is the :class:`~newsletter.delivery.bounces.MaildirPoll` the scheduler keeps."""
+    from newsletter.delivery.events import BouncePolicy
+    from newsletter.wiring import services
+
+    with app.app_context():
+        parts = services()
+        run = maildir.run(tokens=parts.delivery_tokens, readers=parts.readers,
+                          policy=BouncePolicy.from_config(app.config))
+        if run is None:
+            return
+        for line in run.skipped + run.failed:
+            log.warning("bounce maildir: %s", line)
+        if run.messages:
+            log.info("bounce maildir %s: %s%s", maildir.path, run.summary,
+                     f"; stopped: {run.stopped}" if run.stopped else "")

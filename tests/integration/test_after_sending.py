@@ -77,7 +77,7 @@ def test_maildir_with_soft_bounces_suppresses_on_the_third(runner, sent, tmp_pat
         (maildir / "new" / f"{n}.eml").write_bytes(raw)
         result = runner.invoke(args=["bounces", "process", str(maildir)])
         assert result.exit_code == 0, result.output
-        (maildir / "new" / f"{n}.eml").rename(maildir / "cur" / f"{n}.eml")
+        assert (maildir / "cur" / f"{n}.eml:2,S").exists(), "read once, then marked seen"
         assert is_suppressed(reader_services(), rows[1].email) == (n == 2), (n, result.output)
 
 

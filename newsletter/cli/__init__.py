@@ -22,13 +22,14 @@ from newsletter.cli import (
     feeds,
     mail,
     serve,
+    setup,
     tokens,
 )
 from newsletter.config import ConfigError
 
 ALL_COMMANDS = (*serve.COMMANDS, *content.COMMANDS, *tokens.COMMANDS, *mail.COMMANDS,
                 *editions.COMMANDS, *digest.COMMANDS, *feeds.COMMANDS, *bounces.COMMANDS,
-                *admins.COMMANDS)
+                *admins.COMMANDS, *setup.COMMANDS)
 
 
 def _create_app():

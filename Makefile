@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 CHROMIUM_BIN ?= /usr/bin/chromium
 PORT   ?= 5000
 
-.PHONY: run test browser-deps lint bench clean
+.PHONY: run test browser-deps mta-deps test-deployed lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,10 +44,27 @@ browser-deps:
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq spamassassin; }; } || \
 	echo "make: could not install spamassassin; the digest spam test will be skipped" >&2
 
+# Debian's Postfix and swaks for the deployed lane (tests/deployed runs private Postfix
+# instances on loopback; the system's own instance is left unconfigured and never started).
+# Installed only when missing and apt is usable (root); otherwise this fails: the lane needs them.
+mta-deps:
+	@{ [ -x /usr/sbin/postfix ] || command -v postfix >/dev/null; } && command -v swaks >/dev/null || \
+	{ [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null && \
+	  { echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix swaks; }; } || \
+	{ echo "make: could not install postfix and swaks, which the deployed lane needs" >&2; exit 1; }
+
 # pytest exits 5 when it collected no test: that is a failure here, with a clear word.
+# The deployed lane (tests/deployed) runs by `make test-deployed` only.
 test: $(VENV)/.installed-test browser-deps
-	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
+	@$(BIN)/python -m pytest --ignore=tests/deployed $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$status
+
+# The product as deployed: gunicorn, workers, PostgreSQL, Redis and a real Postfix.
+test-deployed: $(VENV)/.installed-test mta-deps
+	@$(BIN)/python -m pytest tests/deployed $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test-deployed: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
 
 lint: $(VENV)/.installed-test

@@ -4,7 +4,6 @@ nothing failed early, no attempt spent on the outage."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
@@ -17,35 +16,8 @@ from newsletter.delivery.models import Delivery
 from newsletter.wiring import mail_setup, make_sender
 from tests.support.admins import signed_in
 from tests.support.editions import audience, special_edition
-from tests.support.smtp import SMTPTestServer, free_port
+from tests.support.smtp import Dropper, SMTPTestServer, free_port
 from tests.support.worker import wait_for
-
-
-class Dropper:
-    """A relay that accepts every connection and closes it before greeting (a crashing or
-    overloaded MTA); counts the connections it was dialled."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_server(("127.0.0.1", port))
-        self.sock.settimeout(0.1)
-        self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            self.connections += 1
-            conn.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
 
 
 @pytest.fixture

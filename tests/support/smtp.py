@@ -241,3 +241,30 @@ def smtp_tls_server():
     """An SMTP server that requires STARTTLS and AUTH (user ``mailer``)."""
     with SMTPTestServer(starttls=True, auth=("mailer", "p@ss:w/rd")) as server:
         yield server
+
+
+class Dropper:
+    """A relay that accepts every connection and closes it before greeting (a crashing or
+    overloaded MTA); counts the connections it was dialled."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_server(("127.0.0.1", port))
+        self.sock.settimeout(0.1)
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()

@@ -2,7 +2,7 @@
 serves it but sending through SMTP to a relay that drops every connection; the sender's
 circuit breaker opens and the dashboard says since when and why; once a real relay answers on
 that port, it says so and the edition goes out. Photographed at 375 and 1280 px
-(``test-artifacts/browser/admin-17-relay-*.png``)."""
+(``test-artifacts/browser/admin-30-relay-*.png``)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def test_the_dashboard_shows_a_relay_down_and_back(chromium, smtp_instance, rela
         row = page.locator("tr", has_text="127.0.0.1:")
         expect(row.get_by_text(re.compile("down since"))).to_be_visible()
         expect(row).to_contain_text("cannot connect")
-        _screenshots(page, "17-relay-down")
+        _screenshots(page, "30-relay-down")
 
         dropper.stop()
         dropper = None
@@ -63,7 +63,7 @@ def test_the_dashboard_shows_a_relay_down_and_back(chromium, smtp_instance, rela
         page.goto("/admin/")
         expect(page.locator("tr", has_text="127.0.0.1:").get_by_text("answering")) \
             .to_be_visible()
-        _screenshots(page, "17-relay-back")
+        _screenshots(page, "30-relay-back")
         subjects = {m.message["Subject"] for m in relay.messages}
         assert subjects == {"Relay test edition"}
         addresses = [m.rcpt_tos[0] for m in relay.messages]

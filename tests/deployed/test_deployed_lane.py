@@ -644,6 +644,33 @@ def test_readers_at_dead_addresses_end_suppressed(lane):
             not maildir_files(lane.postfix.maildir(address))
 
 
+def test_a_postfix_dsn_about_a_message_that_is_not_ours_changes_nothing(lane):
+    """Anyone can make Postfix bounce a message back to our bounce domain, with a return
+    path shaped like ours: the DSN is Postfix's own, read by the workers, and changes
+    nothing (no bounce event, no suppression), because its token is not one we signed."""
+    lane.needs("suppressed")
+    events = lane.scalar("SELECT count(*) FROM bounce_events")
+    suppressions = lane.scalar("SELECT count(*) FROM suppressions")
+    before = len(maildir_files(lane.postfix.bounce_maildir))
+    forged = EmailMessage()
+    forged["From"] = f"Modelwire <newsletter@{MAIL_DOMAIN}>"
+    forged["To"] = "ghost@late.example"
+    forged["Subject"] = "Not one of ours"
+    forged["X-Newsletter-Token"] = "zz99-AAAAAAAAAA"
+    forged.set_content("A message we never sent.\n")
+    with smtplib.SMTP(HOST, lane.postfix.port, timeout=10) as smtp:
+        smtp.send_message(forged, from_addr="bounces+zz99-AAAAAAAAAA@bounces.example",
+                          to_addrs=["ghost@late.example"])
+    lane.postfix.flush()
+    poll(lambda: len(maildir_files(lane.postfix.bounce_maildir)) == before + 1, timeout=60,
+         what="Postfix's DSN for the forged message", explain=lane.postfix.queue_listing)
+    poll(lambda: not any((lane.postfix.bounce_maildir / "new").iterdir()), timeout=30,
+         what="the workers to read it", explain=lane.logs)
+    assert lane.scalar("SELECT count(*) FROM bounce_events") == events
+    assert lane.scalar("SELECT count(*) FROM suppressions") == suppressions
+    lane.notes["foreign_dsns"] = 1
+
+
 # -- 4. the digest at the reader's time ----------------------------------------------------
 
 def test_a_digest_goes_out_at_the_readers_time(lane):
@@ -763,7 +790,7 @@ def test_every_reader_has_exactly_one_dkim_valid_copy_of_each_message(lane, caps
 
     dead = (*LIST_LATE, *LIST_REFUSED, *ACCOUNT_LATE, *ACCOUNT_REFUSED)
     suppressed = _suppressed(lane, dead)
-    dsns = len(maildir_files(lane.postfix.bounce_maildir))
+    dsns = len(maildir_files(lane.postfix.bounce_maildir)) - lane.notes.get("foreign_dsns", 0)
     refused_at_rcpt = lane.postfix.log_path.read_text(errors="replace").count(
         "NOQUEUE: reject: RCPT")
     failed = lane.scalar("SELECT count(*) FROM deliveries WHERE status = 'failed'")

@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from newsletter import create_app
 from newsletter.db import db
-from tests.support.dkim import dkim_key  # noqa: F401 - fixture
+from tests.support.dkim import dkim_key, dkim_key_file  # noqa: F401 - fixtures
 from tests.support.smtp import smtp_server, smtp_tls_server  # noqa: F401 - fixtures
 from tests.support.stripe import stripe_server  # noqa: F401 - fixture
 

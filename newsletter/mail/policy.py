@@ -129,13 +129,10 @@ def judge_reply(code: int | None, text: str = "") -> Verdict:
     """The verdict on one relay reply: ``code`` is the SMTP code (None: no reply at all — a
     refused, timed-out or dropped connection), ``text`` the reply's text, which may carry an
     enhanced status (``"RCPT TO a@b: 5.1.1 <a@b>: Recipient address rejected"``)."""
-    if code is None or code < 400:
-        return Verdict("sent") if code is not None and 200 <= code < 300 else Verdict("retry")
-    klass = str(code)[0]
-    if klass == "4":
-        return Verdict("retry")
-    if klass != "5":
-        return Verdict("retry")
+    if code is not None and 200 <= code < 300:
+        return Verdict("sent")
+    if code is None or not 500 <= code < 600:
+        return Verdict("retry")  # no reply, 4xx, or a code no relay should send
     match = _ENHANCED_RE.search(text or "")
     status = (".".join(str(int(g)) for g in match.groups())
               if match and match.group(1) == "5" else "5.0.0")

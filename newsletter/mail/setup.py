@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from newsletter.mail.breaker import RelayBreaker
-from newsletter.mail.relays import account_relay
+from newsletter.mail.relays import RelayConfig, account_relay
 from newsletter.mail.render import EmailRenderer
 from newsletter.mail.transports import Transport, make_transport
 
@@ -19,14 +19,16 @@ class MailSetup:
     renderer: EmailRenderer
     signer: Any | None
     config: dict[str, Any]
-    # The account-mail relay's circuit breaker, shared by this process's senders of it.
+    # The account-mail relay (parsed once) and its circuit breaker, shared by this
+    # process's senders of account mail.
+    relay: RelayConfig = field(init=False)
     breaker: RelayBreaker = field(init=False)
 
     def __post_init__(self) -> None:
-        name = account_relay(self.config).name if self.config.get("MAIL_TRANSPORT") else "mail"
-        self.breaker = RelayBreaker(f"{name} (account mail)")
+        self.relay = account_relay(self.config)
+        self.breaker = RelayBreaker(f"{self.relay.name} (account mail)")
 
     def new_transport(self) -> Transport:
         """A fresh transport to the account-mail relay (an SMTP connection is not shared
         between threads)."""
-        return make_transport(account_relay(self.config).config)
+        return make_transport(self.relay.config)

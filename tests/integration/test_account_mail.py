@@ -270,3 +270,29 @@ def test_the_worker_sends_account_mail_without_being_asked(relay, app, client, t
         worker.join(30)
     assert relay.messages[0].rcpt_tos == ["ada@example.com"]
     assert rows()[0].status == "sent"
+
+
+def test_a_relay_that_drops_every_connection_is_left_alone_after_three_tries(app_config, app,
+                                                                           client, topics):
+    """Account mail's circuit breaker: the worker looks every 2 s, but after three failures
+    to reach the relay it stops dialling (and claiming) until the next probe; no email is
+    lost or failed, and none spends more tries than the ones that really dialled."""
+    from tests.support.smtp import Dropper
+
+    port = free_port()
+    dropper = Dropper(port)
+    try:
+        app.config.update(MAIL_TRANSPORT="smtp", SMTP_URL=f"smtp://127.0.0.1:{port}")
+        from newsletter.wiring import build_services, services
+
+        app.extensions["newsletter"] = build_services(app.config)
+        for n in range(5):
+            assert subscribe(client, f"r{n}@example.com").status_code == 200
+        for _ in range(10):  # 20 s of the worker's looks, in a moment
+            drain()
+        assert dropper.connections == 3
+        assert services().mail.breaker.is_open
+        assert sum(row.attempts for row in rows()) == 3
+        assert {row.status for row in rows()} == {"queued"}
+    finally:
+        dropper.stop()

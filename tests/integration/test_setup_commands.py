@@ -27,7 +27,7 @@ from newsletter.cli import main
 from newsletter.cli import setup as setup_cli
 from newsletter.config import ConfigError
 from newsletter.mail.dkim import DkimSigner
-from newsletter.mail.dkim_keys import generate_private_key, record_value
+from newsletter.mail.dkim_keys import record_value
 from newsletter.mail.dns_lookup import DnsResolver
 from newsletter.mail.fastdkim import FastDkimSigner
 from tests.conftest import TEST_SECRET, make_config
@@ -166,11 +166,8 @@ def test_generate_runs_while_the_app_refuses_the_key_it_is_about_to_make(
 # -- check --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def rsa_key_file(tmp_path_factory):
-    pem, key = generate_private_key()
-    path = tmp_path_factory.mktemp("dkim") / "mail.pem"
-    path.write_bytes(pem)
-    return path, key
+def rsa_key_file(dkim_key_file):
+    return dkim_key_file
 
 
 @pytest.fixture

@@ -25,3 +25,14 @@ def dkim_key(tmp_path):
         return record if name == b"mail._domainkey.news.example." else None
 
     return path, dnsfunc
+
+
+@pytest.fixture(scope="module")
+def dkim_key_file(tmp_path_factory):
+    """A 2048-bit RSA key written as PEM for a whole module: (path, the key)."""
+    from newsletter.mail.dkim_keys import generate_private_key
+
+    pem, key = generate_private_key()
+    path = tmp_path_factory.mktemp("dkim") / "mail.pem"
+    path.write_bytes(pem)
+    return path, key

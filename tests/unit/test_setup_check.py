@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from newsletter.config import PLACEHOLDER_ADDRESS
-from newsletter.mail.dkim_keys import generate_private_key, record_value, zone_line
+from newsletter.mail.dkim_keys import record_value, zone_line
 from newsletter.mail.probe import ProbeResult
 from newsletter.mail.setup_check import (
     FAIL,
@@ -47,11 +47,8 @@ GOOD_RELAY = ProbeResult(hostname="relay.modelwire.news", starttls_offered=True,
 
 
 @pytest.fixture(scope="module")
-def key_file(tmp_path_factory):
-    pem, key = generate_private_key()
-    path = tmp_path_factory.mktemp("dkim") / "mail.pem"
-    path.write_bytes(pem)
-    return path, key
+def key_file(dkim_key_file):
+    return dkim_key_file
 
 
 @pytest.fixture

@@ -133,8 +133,9 @@ SETTINGS: tuple[Setting, ...] = (
             "How long an admin stays signed in (then signs in again)."),
     Setting("NEWSLETTER_ADMIN_LOGIN_LIMIT_PER_IP", "ADMIN_LOGIN_LIMIT_PER_IP",
             "10/minute;100/hour", _str,
-            "Admin sign-in attempts per IP (each account also locks for 15 minutes after "
-            "5 wrong passwords or codes in a row)."),
+            "Admin sign-in attempts per IP (an address also locks for 15 minutes, from "
+            "that IP only, after 5 wrong passwords in a row; 5 wrong codes lock the code "
+            "step from every IP)."),
     Setting("NEWSLETTER_RECORD_IP", "RECORD_IP", True, _bool,
             "Keep the IP address in consent events."),
     Setting("NEWSLETTER_CHECK_DELIVERABILITY", "CHECK_DELIVERABILITY", False, _bool,
@@ -196,6 +197,11 @@ SETTINGS: tuple[Setting, ...] = (
             "on each delivery stay."),
     Setting("NEWSLETTER_FEEDS_POLL_MINUTES", "FEEDS_POLL_MINUTES", 30, _int,
             "How often the worker polls the RSS/Atom feeds added with `newsletter feeds add`."),
+    Setting("NEWSLETTER_FEED_ALLOWED_HOSTS", "FEED_ALLOWED_HOSTS", None, _list,
+            "Comma-separated host names (an intranet feed server, `localhost`) that feeds may "
+            "be fetched from although they resolve to private, loopback or link-local "
+            "addresses. Every other host, first URL or redirect, must resolve to public "
+            "addresses only; a redirect from a public host never leads into these."),
     Setting("NEWSLETTER_SOFT_BOUNCE_LIMIT", "SOFT_BOUNCE_LIMIT", 3, _int,
             "Soft bounces within the window that suppress an address."),
     Setting("NEWSLETTER_SOFT_BOUNCE_WINDOW_DAYS", "SOFT_BOUNCE_WINDOW_DAYS", 30, _int,

@@ -38,7 +38,7 @@ from newsletter.mail import DkimSigner, EmailRenderer, FastDkimSigner, MailSetup
 from newsletter.mail.relays import parse_relays
 from newsletter.subscribers.mailer import Links, ReaderMailer
 from newsletter.subscribers.service import ReaderServices
-from newsletter.subscribers.tokens import Purpose, Tokens
+from newsletter.subscribers.tokens import UNDO_MAX_AGE_DAYS, Purpose, Tokens
 
 KEY = "newsletter"
 
@@ -86,6 +86,7 @@ def _reader_tokens(config) -> Tokens:
     return Tokens(config["SECRET_KEYS"], {
         Purpose.CONFIRM: config["CONFIRM_MAX_AGE_DAYS"] * day,
         Purpose.EMAIL_CHANGE: config["CONFIRM_MAX_AGE_DAYS"] * day,
+        Purpose.EMAIL_UNDO: UNDO_MAX_AGE_DAYS * day,
         Purpose.MANAGE: config["MANAGE_LINK_MAX_AGE_DAYS"] * day,
     })
 
@@ -131,7 +132,7 @@ def build_services(config) -> Services:
         delivery_tokens=DeliveryTokens(config["SECRET_KEYS"]),
         fast_signer=FastDkimSigner.from_files(*dkim) if dkim else None,
         sns_fetcher=sns_fetcher,
-        feed_fetcher=FeedFetcher(),
+        feed_fetcher=FeedFetcher.from_config(config),
         billing=billing,
         providers=build_providers(config, sns_fetcher=sns_fetcher),
     )

@@ -126,9 +126,14 @@ def topics(app):
 
 @pytest.fixture
 def api_token(app) -> str:
+    """A token called ``tests`` holding every scope (tests/integration/test_api_scopes.py
+    checks what fewer scopes may not do). Its creation is one "created api token" entry in
+    the audit log."""
+    from newsletter.accounts import scopes
+    from newsletter.accounts.audit import AdminActor
     from newsletter.accounts.service import create_token
 
-    return create_token("tests").secret
+    return create_token("tests", scopes.ALL, actor=AdminActor(None, "tests")).secret
 
 
 @pytest.fixture

@@ -2,20 +2,27 @@
 lockout, an optional TOTP second factor, and signing out of every browser.
 
 Passwords are kept as werkzeug scrypt hashes. A failed sign-in says the same thing whether
-the address is known or not, and costs the same hash either way.
+the address is known or not, costs the same hash either way, and is audited; the lockout
+counts per typed address and IP address (``SignInFailure``), so it locks out the one
+guessing, not the owner elsewhere. Sessions: ``accounts.sessions``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import ipaddress
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from newsletter.accounts.models import Admin
+from newsletter.accounts import audit, sessions
+from newsletter.accounts.models import Admin, SignInFailure
 from newsletter.accounts.roles import ROLES
 from newsletter.db import db, utcnow
 
@@ -34,6 +41,7 @@ COMMON = frozenset({
     "qwerty123456", "1q2w3e4r5t6y", "1qaz2wsx3edc", "aaaaaaaaaaaa", "abc123456789",
     "changeme1234", "newsletter12", "newsletter123", "trustno1trustno1", "zaq12wsxcde3",
 })
+UNKNOWN_ADDRESS = "(an address with no account)"
 _DUMMY_HASH = generate_password_hash("not-a-password-anyone-has", method=HASH_METHOD)
 
 
@@ -49,6 +57,43 @@ class LockedOut(SignInRefused):
     def __init__(self, until: datetime):
         super().__init__(f"locked until {until.isoformat(timespec='minutes')}")
         self.until = until
+
+
+@dataclass(frozen=True)
+class Where:
+    """Which step of signing in failed, from which IP address (for the audit log), and
+    what its failures count against besides the address (``counted``)."""
+
+    ip: str
+    step: str  # "sign-in" (the password) or "code"
+    counted: str
+
+    @classmethod
+    def password(cls, ip: str | None) -> Where:
+        return cls(ip or "-", "sign-in", network_of(ip))
+
+    @classmethod
+    def code(cls, ip: str | None) -> Where:
+        # Whoever reaches the code step knew the password: wrong codes count for the
+        # account from every IP together, so a guesser cannot spread them over addresses.
+        return cls(ip or "-", "code", ANY_IP)
+
+
+ANY_IP = "*"
+
+
+def network_of(ip: str | None) -> str:
+    """The IP address the lockout counts against: an IPv4 address, or an IPv6 one's /64
+    (one machine commonly holds a whole /64)."""
+    try:
+        address = ipaddress.ip_address(ip or "")
+    except ValueError:
+        return ip or "-"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 @dataclass(frozen=True)
@@ -111,36 +156,104 @@ def list_admins() -> list[Admin]:
     return list(db.session.scalars(select(Admin).order_by(Admin.email)))
 
 
-def _fail(admin: Admin, now: datetime) -> None:
-    """Count one failure in one statement (two browsers cannot both miss it); the fifth in
-    a row locks the account for :data:`LOCKOUT` and starts the count again."""
+def account_key(email: str) -> str:
+    """What the lockout counts against: a hash of the typed address, known or not."""
+    return hashlib.sha256((email or "").strip().lower().encode("utf-8", "replace")).hexdigest()
+
+
+def _locked_until(account: str, ip: str, now: datetime) -> datetime | None:
+    return db.session.scalar(select(SignInFailure.locked_until).where(
+        SignInFailure.account == account, SignInFailure.ip == ip,
+        SignInFailure.locked_until > now))
+
+
+def _count_failure(account: str, ip: str, now: datetime) -> datetime | None:
+    """Count one failure for this address from this IP, in one statement (two browsers
+    cannot both miss it); the fifth in a row locks that pair for :data:`LOCKOUT` and
+    starts the count again. Returns the end of the lock it started, or None."""
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    db.session.execute(insert(SignInFailure).values(account=account, ip=ip, failures=0,
+                                                    first_at=now)
+                       .on_conflict_do_nothing(index_elements=["account", "ip"]))
     failures = db.session.execute(
-        update(Admin).where(Admin.id == admin.id)
-        .values(failed_logins=Admin.failed_logins + 1).returning(Admin.failed_logins)).scalar()
+        update(SignInFailure)
+        .where(SignInFailure.account == account, SignInFailure.ip == ip)
+        .values(failures=SignInFailure.failures + 1)
+        .returning(SignInFailure.failures)).scalar()
     if failures is not None and failures >= MAX_FAILURES:
-        db.session.execute(update(Admin).where(Admin.id == admin.id)
-                           .values(failed_logins=0, locked_until=now + LOCKOUT))
-        db.session.commit()
-        raise LockedOut(now + LOCKOUT)
+        until = now + LOCKOUT
+        db.session.execute(update(SignInFailure).where(
+            SignInFailure.account == account, SignInFailure.ip == ip)
+            .values(failures=0, locked_until=until))
+        return until
+    return None
+
+
+def _refuse(account: str, where: Where, admin: Admin | None, now: datetime) -> None:
+    """Count the failure, audit it (and the lockout it may start), commit, raise."""
+    until = _count_failure(account, where.counted, now)
+    actor = audit.AdminActor(admin_id=admin.id if admin else None,
+                             name=admin.email if admin else UNKNOWN_ADDRESS, ip=where.ip)
+    audit.record(actor, f"{where.step} refused", commit=False)
+    if until is not None:
+        audit.record(actor, "locked out", detail={"minutes": int(LOCKOUT.total_seconds()) // 60},
+                     commit=False)
     db.session.commit()
+    if until is not None:
+        raise LockedOut(until)
+    raise SignInRefused()
 
 
-def check_password(email: str, password: str, now: datetime | None = None) -> SignIn:
-    """The first step of signing in. Raises :class:`LockedOut` while the account is locked
-    (the password is not even checked), :class:`SignInRefused` otherwise."""
+def clear_failures(email: str) -> None:
+    """Lift every lockout of this address, from every IP (an owner's "enable", the
+    ``unlock`` command); uncommitted."""
+    db.session.execute(delete(SignInFailure).where(SignInFailure.account == account_key(email)))
+
+
+def forget_old_failures(now: datetime, keep: timedelta = timedelta(days=1)) -> int:
+    """Housekeeping (uncommitted): counts not added to for ``keep`` whose lock (if any)
+    is over. A guess a day, five days in a row, is no attack to lock out."""
+    return db.session.execute(delete(SignInFailure).where(
+        SignInFailure.first_at < now - keep,
+        (SignInFailure.locked_until.is_(None)) | (SignInFailure.locked_until < now))).rowcount
+
+
+def is_locked(email: str, now: datetime | None = None) -> bool:
+    """Whether this address is locked from at least one IP address."""
+    return db.session.scalar(select(SignInFailure.id).where(
+        SignInFailure.account == account_key(email),
+        SignInFailure.locked_until > (now or utcnow())).limit(1)) is not None
+
+
+def check_password(email: str, password: str, ip: str | None = None,
+                   now: datetime | None = None) -> SignIn:
+    """The first step of signing in, from ``ip``. Raises :class:`LockedOut` while this
+    address is locked from this IP, :class:`SignInRefused` otherwise.
+
+    Known and unknown addresses take the same path: one scrypt hash is computed (the
+    admin's or a dummy one), a failure is counted for the typed address and this IP, and
+    the fifth locks that pair alone. So the answer and its time tell nothing, and nobody
+    can lock an owner out of other networks."""
     now = now or utcnow()
+    where = Where.password(ip)
+    email = email or ""
+    account = account_key(email)
     # PostgreSQL refuses NUL in a query parameter: such an address is no admin's.
-    admin = find_admin(email) if len(email or "") <= 320 and "\0" not in (email or "") \
-        else None
+    admin = find_admin(email) if len(email) <= 320 and "\0" not in email else None
+    if admin is not None and admin.disabled_at is not None:
+        admin = None
     password = (password or "")[:PASSWORD_MAX + 1]
-    if admin is None or admin.disabled_at is not None:
+    locked = _locked_until(account, where.counted, now)
+    if locked is not None or admin is None:
         check_password_hash(_DUMMY_HASH, password)
-        raise SignInRefused()
-    if admin.locked_until is not None and admin.locked_until > now:
-        raise LockedOut(admin.locked_until)
+        if locked is not None:
+            audit.record(audit.AdminActor(admin.id if admin else None,
+                                          admin.email if admin else UNKNOWN_ADDRESS, where.ip),
+                         "sign-in refused", detail={"locked": True})
+            raise LockedOut(locked)
+        _refuse(account, where, None, now)
     if not check_password_hash(admin.password_hash, password):
-        _fail(admin, now)
-        raise SignInRefused()
+        _refuse(account, where, admin, now)
     return SignIn(admin=admin, needs_code=admin.totp_secret is not None)
 
 
@@ -158,19 +271,23 @@ def _matching_step(secret: str, code: str, now: datetime) -> int | None:
     return None
 
 
-def check_code(admin_id: int, code: str, now: datetime | None = None) -> Admin:
+def check_code(admin_id: int, code: str, ip: str | None = None,
+               now: datetime | None = None) -> Admin:
     """The second step: a TOTP code not used before (a code seen once is refused, so a
-    code read over a shoulder cannot be replayed). Failures count toward the lockout."""
+    code read over a shoulder cannot be replayed). Failures count toward the lockout of
+    the admin's address from ``ip``."""
     now = now or utcnow()
+    where = Where.code(ip)
     admin = get_admin(admin_id)
     if admin is None or admin.totp_secret is None:
         raise SignInRefused()
-    if admin.locked_until is not None and admin.locked_until > now:
-        raise LockedOut(admin.locked_until)
+    account = account_key(admin.email)
+    locked = _locked_until(account, where.counted, now)
+    if locked is not None:
+        raise LockedOut(locked)
     step = _matching_step(admin.totp_secret, code, now)
     if step is None or (admin.totp_last_step is not None and step <= admin.totp_last_step):
-        _fail(admin, now)
-        raise SignInRefused()
+        _refuse(account, where, admin, now)
     # Compare-and-set, so the same code sent twice at once signs in only once.
     done = db.session.execute(
         update(Admin).where(Admin.id == admin.id,
@@ -182,12 +299,13 @@ def check_code(admin_id: int, code: str, now: datetime | None = None) -> Admin:
     return admin
 
 
-def signed_in(admin: Admin, now: datetime | None = None) -> None:
-    """Record a completed sign-in: the failure count starts again."""
-    admin.failed_logins = 0
-    admin.locked_until = None
+def signed_in(admin: Admin, ip: str | None = None, now: datetime | None = None) -> None:
+    """Record a completed sign-in (uncommitted): the failure count of this address from
+    this IP starts again."""
+    db.session.execute(delete(SignInFailure).where(
+        SignInFailure.account == account_key(admin.email),
+        SignInFailure.ip.in_([network_of(ip), ANY_IP])))
     admin.last_login_at = now or utcnow()
-    db.session.commit()
 
 
 def start_totp(admin: Admin) -> str:
@@ -224,21 +342,14 @@ def disable_totp(admin: Admin) -> None:
     db.session.commit()
 
 
-def set_password(admin: Admin, password: str) -> None:
+def set_password(admin: Admin, password: str, *, keep_session: int | None = None) -> None:
+    """A new password; every browser signed in as ``admin`` is signed out, but for the
+    session ``keep_session`` (the one that changed it)."""
     problem = password_problem(password, admin.email)
     if problem:
         raise AccountError(problem)
     admin.password_hash = generate_password_hash(password, method=HASH_METHOD)
-    # A new password signs out every other browser. Raised in the statement, not from the
-    # value read earlier: a "sign out everywhere" meanwhile must not be undone.
-    admin.session_epoch = Admin.session_epoch + 1
-    db.session.commit()
-
-
-def sign_out_everywhere(admin: Admin) -> None:
-    """Every session of this admin, in every browser, stops working at its next request."""
-    db.session.execute(update(Admin).where(Admin.id == admin.id)
-                       .values(session_epoch=Admin.session_epoch + 1))
+    sessions.close_sessions(admin.id, keep=keep_session)
     db.session.commit()
 
 

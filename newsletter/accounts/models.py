@@ -6,13 +6,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from newsletter.db import Base, UTCDateTime, utcnow
 
 
 class ApiToken(Base):
+    """A calling system's bearer token: what it may do is its ``scopes``, nothing more."""
+
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -22,13 +24,18 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: The names of the scopes it holds (``accounts.scopes.Scope``), as a JSON list.
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    def allows(self, scope: str) -> bool:
+        return str(scope) in (self.scopes or [])
 
 
 class Admin(Base):
     """A person who runs the publication: an owner, an editor or a viewer (see ``roles``).
 
-    ``session_epoch`` is part of every admin session's id: raising it signs the admin out
-    of every browser at once. ``totp_secret`` is set only once a code from it was checked.
+    Each browser signed in is an :class:`AdminSession`; deleting the rows signs the admin
+    out. ``totp_secret`` is set only once a code from it was checked.
     """
 
     __tablename__ = "admins"
@@ -40,9 +47,6 @@ class Admin(Base):
     totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
     totp_pending: Mapped[str | None] = mapped_column(String(64), nullable=True)
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -65,3 +69,38 @@ class AuditEntry(Base):
     ip: Mapped[str | None] = mapped_column(String(45), nullable=True)
 
     __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+
+class AdminSession(Base):
+    """One browser signed in as an admin. The cookie holds a random id; only its SHA-256
+    is kept here, so a copy of this table opens no session. Deleting the row signs that
+    browser out at its next request, whatever its cookie says."""
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    admin_id: Mapped[int] = mapped_column(ForeignKey("admins.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    ip: Mapped[str | None] = mapped_column(String(45), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(String(300), nullable=True)
+
+    __table_args__ = (Index("ix_admin_sessions_admin_id", "admin_id"),)
+
+
+class SignInFailure(Base):
+    """Wrong passwords or codes for one typed address from one IP address, counted toward
+    a lockout of that pair only. ``account`` is a SHA-256 of the normalised address, known
+    or not, so the table answers the same for both and keeps no typed address."""
+
+    __tablename__ = "sign_in_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account: Mapped[str] = mapped_column(String(64))
+    ip: Mapped[str] = mapped_column(String(45))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (UniqueConstraint("account", "ip"),)

@@ -30,12 +30,13 @@ def admin_create(email: str, role: str) -> None:
     """Add an admin. The password is asked for (typed twice), or read as one line from
     standard input; weak passwords are refused."""
     from newsletter.accounts import admins, audit
+    from newsletter.cli.actors import command_actor
 
     try:
         admin = admins.create_admin(email, _read_password(), role)
     except admins.AccountError as exc:
         raise click.ClickException(str(exc)) from None
-    audit.record(audit.AdminActor(None, "command line"), "added admin", admin.email,
+    audit.record(command_actor(), "added admin", admin.email,
                  {"role": role})
     click.echo(f"Admin {admin.email} created ({role}); sign in at /admin/login.")
 
@@ -50,7 +51,7 @@ def admin_list() -> None:
     now = utcnow()
     for admin in admins.list_admins():
         state = ("disabled" if admin.disabled_at else
-                 "locked" if admin.locked_until and admin.locked_until > now else "active")
+                 "locked" if admins.is_locked(admin.email, now) else "active")
         click.echo(f"{admin.email:<40} {admin.role:<7} {state:<8} "
                    f"{'2FA' if admin.totp_secret else ''}")
 
@@ -59,16 +60,18 @@ def admin_list() -> None:
 @click.argument("email")
 @with_appcontext
 def admin_unlock(email: str) -> None:
-    """Lift a lockout after too many wrong passwords."""
+    """Lift every lockout of an address (from every IP) after too many wrong passwords."""
     from newsletter.accounts import admins, audit
+    from newsletter.cli.actors import command_actor
     from newsletter.db import db
 
     admin = admins.find_admin(email)
     if admin is None:
         raise click.ClickException(f"no admin {email!r}")
-    admin.failed_logins, admin.locked_until = 0, None
+    admins.clear_failures(admin.email)
+    audit.record(command_actor(), "unlocked admin", admin.email,
+                 commit=False)
     db.session.commit()
-    audit.record(audit.AdminActor(None, "command line"), "unlocked admin", admin.email)
     click.echo(f"{admin.email} can sign in again.")
 
 
@@ -92,8 +95,12 @@ def admin_demo(email: str) -> None:
         admin = admins.create_admin(email, password, "owner")
     else:
         admins.set_password(admin, password)
-        admin.failed_logins, admin.locked_until, admin.disabled_at = 0, None, None
+        admins.clear_failures(admin.email)
+        admin.disabled_at = None
         db.session.commit()
+    from newsletter.cli.actors import record
+
+    record("set the demo owner's password", admin.email)
     base = current_app.config["BASE_URL"].rstrip("/")
     click.echo(f"Admin: sign in at {base}/admin/ as {admin.email} with password {password}")
 

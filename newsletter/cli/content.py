@@ -14,6 +14,7 @@ from flask.cli import with_appcontext
 def seed_demo_command(if_empty: bool) -> None:
     """Load the demo topics and syntheses, and four demo readers whose digest times are a
     few minutes from now (in London, New York, Shanghai and UTC)."""
+    from newsletter.cli.actors import record
     from newsletter.content.demo import database_is_empty, seed_demo
     from newsletter.subscribers.demo import DEMO_READERS, seed_demo_readers
     from newsletter.wiring import reader_services
@@ -25,6 +26,7 @@ def seed_demo_command(if_empty: bool) -> None:
     click.echo(f"Demo content: {counts['topics']} topics added, {counts['created']} syntheses "
                f"created, {counts['updated']} updated, {counts['unchanged']} unchanged.")
     readers = seed_demo_readers(reader_services())
+    record("loaded demo content", "demo", **counts, readers=readers)
     click.echo(f"Demo readers: {readers} added ({', '.join(r[0] for r in DEMO_READERS)}); "
                "their digests reach the outbox within 15 minutes while a worker runs "
                "(`make run` runs one), or at once with `newsletter digest --now --send`.")
@@ -38,6 +40,7 @@ def import_command(file) -> None:
 
     Exits 1 when any record was rejected; the others are imported all the same.
     """
+    from newsletter.cli.actors import record
     from newsletter.content.importer import import_text
 
     try:
@@ -45,6 +48,10 @@ def import_command(file) -> None:
     except UnicodeDecodeError:
         raise click.ClickException(f"{file.name} is not UTF-8 text") from None
     report = import_text(text)
+    if report.created or report.updated:
+        record("imported syntheses", str(file.name)[:200], created=report.created,
+               updated=report.updated, unchanged=report.unchanged,
+               rejected=len(report.rejected))
     for rejection in report.rejected:
         click.echo(f"line {rejection.line}: rejected: {rejection.reason}", err=True)
     click.echo(f"{report.created} created, {report.updated} updated, "

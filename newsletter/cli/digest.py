@@ -32,6 +32,11 @@ def digest_command(now_flag: bool, send: bool) -> None:
     app = current_app._get_current_object()
     result = compose_now(mail_setup(), queue=queue_readers, now=utcnow(),
                          slot_minutes=app.config["DIGEST_SLOT_MINUTES"])
+    if result.editions:
+        from newsletter.cli.actors import record
+
+        record("composed digests now", "digests", readers=result.due, queued=result.queued,
+               editions=len(result.editions), send=send)
     click.echo(f"{result.due} reader(s): {result.queued} digest(s) queued in "
                f"{len(result.editions)} edition(s), {result.empty} with nothing new.")
     if not result.editions:

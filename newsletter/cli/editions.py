@@ -77,6 +77,11 @@ def edition_create(subject, preheader, markdown_file, slugs, topics, tier, no_tr
                       for e in exc.errors)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot read {markdown_file.name}: {exc}") from None
+    from newsletter.cli.actors import record
+
+    record("scheduled edition" if edition.send_at else "saved draft", f"edition {edition.id}",
+           subject=edition.subject,
+           send_at=edition.send_at.isoformat() if edition.send_at else None)
     click.echo(edition.id)
     state = (f"scheduled for {edition.send_at.isoformat(timespec='minutes')}"
              if edition.send_at else "draft")
@@ -109,6 +114,7 @@ def _edition_action(action: str, edition_id: int) -> None:
 
     from flask import current_app
 
+    from newsletter.cli.actors import record
     from newsletter.delivery import service as sending
     from newsletter.editions import service as editions
     from newsletter.wiring import mail_setup
@@ -123,6 +129,10 @@ def _edition_action(action: str, edition_id: int) -> None:
         result = use_case(edition_id)
     except editions.EditionStateError as exc:
         raise click.ClickException(str(exc)) from None
+    # The admin area's words for the same actions.
+    record({"pause": "paused edition", "resume": "resumed edition",
+            "cancel": "cancelled edition"}[action], f"edition {edition_id}",
+           **({"deliveries": result} if isinstance(result, int) else {}))
     extra = {"cancel": f" ({result} deliveries cancelled)",
              "resume": f" ({result} deliveries queued)" if result else ""}.get(action, "")
     click.echo(f"Edition {edition_id}: {action} done{extra}.")
@@ -165,6 +175,7 @@ def send_command(edition_id: int, quiet: bool) -> None:
 
     from flask import current_app
 
+    from newsletter.cli.actors import record
     from newsletter.delivery import service as sending
     from newsletter.delivery.stats import counts as delivery_counts
     from newsletter.editions.service import EditionStateError
@@ -175,6 +186,8 @@ def send_command(edition_id: int, quiet: bool) -> None:
             seconds=current_app.config["START_STALE_SECONDS"]))
     except EditionStateError as exc:
         raise click.ClickException(str(exc)) from None
+    # Before the run, which may be stopped half-way: who started it is known already.
+    record("sent edition", f"edition {edition_id}", recipients=queued)
     if queued is not None:
         click.echo(f"Edition {edition_id}: {queued} deliveries queued.", err=True)
     total = delivery_counts(edition_id)["open"]

@@ -13,6 +13,14 @@ def feeds_group() -> None:
     """Add, list, poll or remove the feeds polled for new syntheses."""
 
 
+def _record_poll(feed_id: int, result) -> None:
+    """A poll run by hand is audited (the worker's own polls are the system's, not)."""
+    from newsletter.cli.actors import record
+
+    record("polled feed", f"feed {feed_id}", new=result.new, skipped=result.skipped,
+           errors=len(result.errors), not_modified=result.not_modified)
+
+
 def _describe(result) -> str:
     if result.not_modified:
         return "not modified"
@@ -33,6 +41,7 @@ def _describe(result) -> str:
 @with_appcontext
 def feeds_add(url: str, topics: tuple[str, ...], publish: bool, poll_now: bool) -> None:
     """Add the RSS or Atom feed at URL (fetched once to check it)."""
+    from newsletter.cli.actors import record
     from newsletter.content.feeds import add_feed_checked, poll_feed
     from newsletter.validation import InvalidInput
     from newsletter.wiring import services
@@ -43,12 +52,15 @@ def feeds_add(url: str, topics: tuple[str, ...], publish: bool, poll_now: bool) 
         feed, check = add_feed_checked(url, list(topics), publish, fetcher)
     except InvalidInput as exc:
         raise click.ClickException(str(exc)) from None
+    record("added feed", f"feed {feed.id}", url=feed.url[:300], topics=list(feed.topics),
+           publish=publish)
     kind = "published syntheses" if publish else "drafts"
     click.echo(f"Feed {feed.id} added: {feed.title} ({feed.url})")
     click.echo(f"{check.entries} entries found, {check.importable} importable as {kind} "
                f"in {', '.join(feed.topics)}.")
     if poll_now:
         result = poll_feed(feed.id, fetcher=fetcher)
+        _record_poll(feed.id, result)
         click.echo(f"Polled: {_describe(result)}")
         for error in result.errors:
             click.echo(f"  {error}", err=True)
@@ -102,6 +114,7 @@ def feeds_poll(feed_id: int | None) -> None:
             result = poll_feed(one, fetcher=services().feed_fetcher)
         except FeedNotFound as exc:
             raise click.ClickException(str(exc)) from None
+        _record_poll(one, result)
         click.echo(f"feed {one}: {_describe(result)}")
         for error in result.errors:
             click.echo(f"feed {one}: {error}", err=True)
@@ -115,12 +128,14 @@ def feeds_poll(feed_id: int | None) -> None:
 @with_appcontext
 def feeds_remove(url_or_id: str) -> None:
     """Stop polling the feed URL_OR_ID; the syntheses it brought in stay."""
+    from newsletter.cli.actors import record
     from newsletter.content.feeds import FeedNotFound, remove_feed
 
     try:
         feed = remove_feed(url_or_id)
     except FeedNotFound as exc:
         raise click.ClickException(str(exc)) from None
+    record("removed feed", f"feed {feed.id}", url=feed.url[:300])
     click.echo(f"Feed {feed.id} removed: {feed.url}")
 
 

@@ -25,6 +25,10 @@ def mail_send_test(to: str, slug: str | None) -> None:
         synthesis, address, result = send_test_email(to, slug, mail_setup(), reader_services())
     except PreviewError as exc:
         raise click.ClickException(str(exc)) from None
+    from newsletter.cli.actors import record
+
+    # As the admin area's test send: the synthesis, and the address (an operator's own).
+    record("sent a test", f"synthesis {synthesis.id}", to=address)
     click.echo(f"Sent {synthesis.title!r} to {address}: {result.code} {result.reply}")
 
 

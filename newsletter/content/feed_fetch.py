@@ -1,24 +1,27 @@
-"""Fetching a feed over HTTP(S): conditional GET, size and time limits, http(s)-only
-redirects; the bytes go to feedparser."""
+"""Fetching a feed over HTTP(S): conditional GET, size and time limits, redirects only to
+http(s) and only to addresses the guard allows (``newsletter.outbound``); the bytes go to
+feedparser."""
 
 from __future__ import annotations
 
 import http.client
 import io
 import time
-import urllib.error
-import urllib.request
 import zlib
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import feedparser
 
+from newsletter.outbound import PUBLIC_ONLY, AddressGuard, OutboundError, RefusedAddress, open_url
+
 USER_AGENT = "newsletter-feeds/1.0 (RSS/Atom poller of the newsletter publication system)"
 FETCH_TIMEOUT = 15.0  # seconds per socket operation
 FETCH_DEADLINE = 45.0  # seconds for the whole body, so a server that drips cannot hold a poll
 MAX_FEED_BYTES = 5 * 1024 * 1024
+ALLOWED_HOSTS_SETTING = "NEWSLETTER_FEED_ALLOWED_HOSTS"
 
 
 class FeedError(Exception):
@@ -34,20 +37,20 @@ class _Response:
     modified: str | None
 
 
-class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        if urlsplit(newurl).scheme.lower() not in {"http", "https"}:
-            raise urllib.error.HTTPError(newurl, code, "redirect to a non-HTTP URL refused",
-                                         headers, fp)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-_opener = urllib.request.build_opener(_HttpOnlyRedirects)
+def _refused(exc: RefusedAddress) -> FeedError:
+    hint = f" (allowed only for a host named in {ALLOWED_HOSTS_SETTING})" if exc.allowable \
+        else ""
+    return FeedError(f"{exc}{hint}")
 
 
 def fetch(url: str, etag: str | None = None, modified: str | None = None,
-           timeout: float = FETCH_TIMEOUT, max_bytes: int = MAX_FEED_BYTES) -> _Response | None:
-    """GET ``url``; None on 304 Not Modified. Raises ``FeedError`` with a one-line reason."""
+          timeout: float = FETCH_TIMEOUT, max_bytes: int = MAX_FEED_BYTES,
+          guard: AddressGuard = PUBLIC_ONLY) -> _Response | None:
+    """GET ``url``; None on 304 Not Modified. Raises ``FeedError`` with a one-line reason.
+
+    Every hop (the URL and each redirect, at most five) goes only where ``guard`` allows:
+    public addresses, or its allowed hosts; a refused hop is never sent a request.
+    """
     headers = {"User-Agent": USER_AGENT,
                "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, "
                          "text/xml;q=0.9, */*;q=0.1"}
@@ -57,12 +60,15 @@ def fetch(url: str, etag: str | None = None, modified: str | None = None,
         headers["If-Modified-Since"] = modified
     if urlsplit(url).scheme.lower() not in {"http", "https"}:
         raise FeedError("only http:// and https:// feeds can be fetched")
-    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - scheme checked
     deadline = time.monotonic() + FETCH_DEADLINE
     try:
-        with _opener.open(request, timeout=timeout) as response:
+        with open_url(url, guard=guard, headers=headers, timeout=timeout) as response:
+            if response.status == 304:
+                return None
+            if not 200 <= response.status < 300:
+                raise FeedError(f"HTTP {response.status} {response.reason}".strip())
             length = response.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > max_bytes:
+            if length and length.isascii() and length.isdigit() and int(length) > max_bytes:
                 raise FeedError(f"the feed is larger than {max_bytes // (1024 * 1024)} MB")
             chunks: list[bytes] = []
             size = 0
@@ -77,16 +83,14 @@ def fetch(url: str, etag: str | None = None, modified: str | None = None,
                 chunks.append(chunk)
             body = _decode_content(b"".join(chunks), response.headers.get("Content-Encoding"),
                                    max_bytes)
-            return _Response(body=body, url=response.geturl(),
+            return _Response(body=body, url=response.url,
                              content_type=response.headers.get("Content-Type", ""),
                              etag=response.headers.get("ETag"),
                              modified=response.headers.get("Last-Modified"))
-    except urllib.error.HTTPError as exc:
-        if exc.code == 304:
-            return None
-        raise FeedError(f"HTTP {exc.code} {exc.reason}".strip()) from None
-    except urllib.error.URLError as exc:
-        raise FeedError(f"cannot reach {urlsplit(url).netloc}: {exc.reason}") from None
+    except RefusedAddress as exc:
+        raise _refused(exc) from None
+    except OutboundError as exc:
+        raise FeedError(str(exc)) from None
     except (TimeoutError, OSError, http.client.HTTPException) as exc:
         raise FeedError(f"cannot read {urlsplit(url).netloc}: "
                         f"{exc or type(exc).__name__}") from None
@@ -123,12 +127,21 @@ def parse(response: _Response) -> Any:
 
 @dataclass(frozen=True)
 class FeedFetcher:
-    """The HTTP side of feeds, built in ``newsletter.wiring``: :func:`fetch` with its
-    limits. Tests replace it to serve a feed without a network."""
+    """The HTTP side of feeds, built in ``newsletter.wiring`` (:meth:`from_config`):
+    :func:`fetch` with its limits and its address guard. Tests replace it to serve a feed
+    without a network."""
 
     timeout: float = FETCH_TIMEOUT
     max_bytes: int = MAX_FEED_BYTES
+    guard: AddressGuard = field(default=PUBLIC_ONLY)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> FeedFetcher:
+        """The fetcher the settings ask for: ``FEED_ALLOWED_HOSTS`` may be private."""
+        hosts: Iterable[str] = config.get("FEED_ALLOWED_HOSTS") or ()
+        return cls(guard=AddressGuard.allowing(hosts))
 
     def fetch(self, url: str, etag: str | None = None,
               modified: str | None = None) -> _Response | None:
-        return fetch(url, etag, modified, timeout=self.timeout, max_bytes=self.max_bytes)
+        return fetch(url, etag, modified, timeout=self.timeout, max_bytes=self.max_bytes,
+                     guard=self.guard)

@@ -101,7 +101,8 @@ def send_test_email(raw_to: str, slug: str | None, mail: MailSetup,
     reader = readers.find_by_email(address)
     if reader is not None:
         links = {"unsubscribe_url": services.mailer.links.unsubscribe(reader.id),
-                 "preferences_url": services.mailer.links.manage(reader.id)}
+                 "preferences_url": services.mailer.links.manage(reader.id,
+                                                                   in_list_mail=True)}
     try:
         result = send_synthesis_email(synthesis, address, mail, **links)
     except TransportError as exc:

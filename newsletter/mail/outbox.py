@@ -7,7 +7,8 @@ from a URL can never reach another file.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -27,6 +28,14 @@ class OutboxMessage:
     date: str
     text: str | None
     html: str | None
+    links_withheld: bool = False
+
+    @property
+    def is_account_mail(self) -> bool:
+        """Mail about a reader's subscription (its ``Feedback-ID`` says ``:account:``),
+        whose links sign the reader in."""
+        return any(key.lower() == "feedback-id" and ":account:" in value
+                   for key, value in self.headers)
 
 
 def _parse(path: Path, *, body: bool) -> OutboxMessage:
@@ -62,3 +71,24 @@ def read_message(folder: str | Path, name: str) -> OutboxMessage | None:
     if not path.is_file():
         return None
     return _parse(path, body=True)
+
+
+WITHHELD = "withheld"
+
+
+def withhold_links(message: OutboxMessage, paths: Iterable[str]) -> OutboxMessage:
+    """The message with the token of every link under ``paths`` (``"/manage/"``…) replaced
+    by ``withheld``, in the text, the HTML and the headers: for people who may read the
+    outbox but must not follow a reader's own sign-in links. Only account mail is changed."""
+    if not message.is_account_mail:
+        return message
+    # Longest first: "/email-change/undo/" before "/email-change/".
+    ordered = sorted(paths, key=len, reverse=True)
+    pattern = re.compile("(" + "|".join(re.escape(p) for p in ordered) + r")[A-Za-z0-9_.\-]+")
+
+    def hide(value: str | None) -> str | None:
+        return None if value is None else pattern.sub(r"\g<1>" + WITHHELD, value)
+
+    return replace(message, text=hide(message.text), html=hide(message.html),
+                   headers=[(k, hide(v) or "") for k, v in message.headers],
+                   links_withheld=True)

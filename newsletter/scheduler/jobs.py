@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from flask import Flask
 
-from newsletter.db import utcnow
+from newsletter.db import db, utcnow
 
 if TYPE_CHECKING:
     from newsletter.delivery.bounces import MaildirPoll
@@ -80,8 +80,11 @@ def heartbeat(app: Flask, name: str) -> None:
 
 
 def housekeeping(app: Flask) -> None:
-    """Delete never-confirmed addresses, old tracking detail and old account-mail records;
-    mark the paid plans whose time ended as free (their access had already stopped)."""
+    """Delete never-confirmed addresses, old tracking detail, old account-mail records,
+    admin sessions past their age and old sign-in failure counts; mark the paid plans whose
+    time ended as free (their access had already stopped)."""
+    from newsletter.accounts.admins import forget_old_failures
+    from newsletter.accounts.sessions import forget_expired
     from newsletter.billing.access import lapse_ended
     from newsletter.delivery.tracking import prune_events
     from newsletter.subscribers.outbox import prune_finished
@@ -93,6 +96,9 @@ def housekeeping(app: Flask) -> None:
         pruned = prune_events(now, app.config["TRACKING_RETENTION_DAYS"])
         finished = prune_finished(now)
         lapsed = lapse_ended(now)
+        forget_expired(timedelta(hours=app.config["ADMIN_SESSION_HOURS"]), now)
+        forget_old_failures(now)
+        db.session.commit()
         if lapsed:
             log.info("billing: %d paid plan(s) ended", lapsed)
         if expired or pruned or finished:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from newsletter.mail import MailSetup, build_message
 from newsletter.mail.message import reply_to_header
 from newsletter.mail.verp import IdTokens
-from newsletter.subscribers.tokens import Purpose, Tokens
+from newsletter.subscribers.tokens import UNDO_MAX_AGE_DAYS, Purpose, Tokens
 
 if TYPE_CHECKING:
     from newsletter.subscribers.models import Reader
@@ -29,7 +29,11 @@ ACCOUNT_TOKEN_PREFIX = "acct_"  # noqa: S105 - a prefix, not a secret
 CONFIRM_PATH = "/confirm/{token}"
 MANAGE_PATH = "/manage/{token}"
 EMAIL_CHANGE_PATH = "/email-change/{token}"
+EMAIL_UNDO_PATH = "/email-change/undo/{token}"
 UNSUBSCRIBE_PATH = "/u/{token}"
+# The links of account mail that sign a reader in (as from their own inbox).
+SIGN_IN_PATHS = tuple(path.removesuffix("{token}") for path in (
+    CONFIRM_PATH, MANAGE_PATH, EMAIL_CHANGE_PATH, EMAIL_UNDO_PATH))
 
 
 @dataclass
@@ -48,17 +52,26 @@ class Links:
         return self._url(CONFIRM_PATH, Purpose.CONFIRM,
                          {"r": reader_id, "e": email, "q": request_id})
 
-    def manage(self, reader_id: int, *, in_list_mail: bool = False) -> str:
-        """``in_list_mail``: the link rides in a digest or an edition, which people forward;
-        it opens the preference centre but not billing or erasure (``"l": 1``)."""
+    def manage(self, reader_id: int, *, in_list_mail: bool = False, version: int = 0) -> str:
+        """``in_list_mail``: the link rides in mail people forward (a digest, an edition, a
+        welcome); it opens the preference centre but not the account (``"l": 1``).
+        Otherwise it is a sign-in link the reader asked for, valid while the reader's
+        ``address_version`` is still ``version`` (``"v"``)."""
         payload: dict = {"r": reader_id}
         if in_list_mail:
             payload["l"] = 1
+        elif version:
+            payload["v"] = version
         return self._url(MANAGE_PATH, Purpose.MANAGE, payload)
 
     def email_change(self, reader_id: int, new_email: str) -> str:
         return self._url(EMAIL_CHANGE_PATH, Purpose.EMAIL_CHANGE, {"r": reader_id,
                                                                      "e": new_email})
+
+    def email_undo(self, reader_id: int, old_email: str, new_email: str) -> str:
+        """For the old address: puts it back in place of ``new_email``."""
+        return self._url(EMAIL_UNDO_PATH, Purpose.EMAIL_UNDO, {"r": reader_id, "o": old_email,
+                                                                "n": new_email})
 
     def unsubscribe(self, reader_id: int, stream: str | None = None) -> str:
         """``stream``: the kind of mail the link is in (``Stream``); its one-click leaves
@@ -121,12 +134,19 @@ class ReaderMailer:
                                f"Confirm your subscription to {publication}",
                                self.links.confirm(reader_id, to, request_id))
         if kind == "manage_link":
+            version = reader.address_version if reader is not None else 0
             return self._build("manage_link", reader_id, to, f"Your {publication} subscription",
-                               self.links.manage(reader_id))
+                               self.links.manage(reader_id, version=version or 0))
         if kind == "email_change":
             return self._build("email_change", reader_id, to,
                                f"Confirm your new address for {publication}",
                                self.links.email_change(reader_id, to))
+        if kind == "email_changed":
+            new_email = reader.email if reader is not None and reader.email else ""
+            return self._build("email_changed", reader_id, to,
+                               f"Your {publication} subscription moved to another address",
+                               self.links.email_undo(reader_id, to, new_email),
+                               new_email=new_email, undo_days=UNDO_MAX_AGE_DAYS)
         if kind == "welcome":
             return self._welcome(reader_id, to, reader, now)
         if kind == "payment_failed":
@@ -134,7 +154,8 @@ class ReaderMailer:
             until = f"{paid_until:%B} {paid_until.day}, {paid_until:%Y}" if paid_until else ""
             return self._build("payment_failed", reader_id, to,
                                f"Your payment for {publication} did not go through",
-                               self.links.manage(reader_id), until=until)
+                               # Forwarded to whoever pays: the account needs a fresh link.
+                               self.links.manage(reader_id, in_list_mail=True), until=until)
         raise ValueError(f"unknown kind of account mail: {kind!r}")
 
     def _welcome(self, reader_id: int, to: str, reader: Reader | None,
@@ -145,7 +166,8 @@ class ReaderMailer:
         if reader is not None and self.next_digest is not None:
             first = self.next_digest(reader, now or datetime.now(UTC))
         return self._build("welcome", reader_id, to, f"Welcome to {publication}",
-                           self.links.manage(reader_id), topics=topics,
+                           # A welcome gets forwarded too: its link opens preferences only.
+                           self.links.manage(reader_id, in_list_mail=True), topics=topics,
                            first_name=reader.first_name if reader is not None else None,
                            first_digest=first or "", weekly=bool(
                                reader is not None and reader.frequency == "weekly"))

@@ -98,6 +98,9 @@ class Reader(Base):
     gets_digests: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     gets_specials: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     pending_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    # Raised when the address changes or is put back: sessions and own-inbox links made
+    # before name an older version and stop working.
+    address_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -182,10 +185,37 @@ def latest_request(reader_id: int) -> int | None:
         ConsentEvent.reader_id == reader_id, ConsentEvent.kind == "subscribe"))
 
 
+def request_ended(reader_id: int, request_id: int | None) -> str | None:
+    """Why subscribe request ``request_id`` no longer stands, or None when it does.
+
+    It stands while every event of the reader's since is the same request made again (same
+    topics, name and timezone) or its confirmation: asking twice and clicking the first
+    email works. ``"superseded"``: a later request asked for something else. ``"changed"``: anything
+    else happened since (an unsubscribe, a change of preferences, an erasure)."""
+    if request_id is None:
+        return None if latest_request(reader_id) is None else "superseded"
+    rows = db.session.execute(select(ConsentEvent.id, ConsentEvent.kind, ConsentEvent.detail)
+                              .where(ConsentEvent.reader_id == reader_id,
+                                     ConsentEvent.id >= request_id)
+                              .order_by(ConsentEvent.id)).all()
+    if not rows or rows[0].id != request_id or rows[0].kind != "subscribe":
+        return "superseded"
+    topics = sorted((rows[0].detail or {}).get("topics") or [])
+    for row in rows[1:]:
+        detail = row.detail or {}
+        if row.kind == "subscribe" and (detail.get("changed")
+                                        or sorted(detail.get("topics") or []) != topics):
+            return "superseded"
+    if any(row.kind not in ("subscribe", "confirm") for row in rows[1:]):
+        return "changed"
+    return None
+
+
 class AccountMailKind(StrEnum):
     CONFIRM = "confirm"            # confirm a subscription request
     MANAGE_LINK = "manage_link"    # a sign-in link to the preference centre
     EMAIL_CHANGE = "email_change"  # confirm a new address
+    EMAIL_CHANGED = "email_changed"  # to the old address: it changed; a link undoes it
     PAYMENT_FAILED = "payment_failed"  # a payment failed: paid access continues for a while
     WELCOME = "welcome"            # just confirmed: what they chose, when the first digest comes
 

@@ -77,6 +77,13 @@ def queue_mail(reader_id: int, kind: AccountMailKind, to: str,
                                    request_id=request_id))
 
 
+def queued_since(reader_id: int, kind: AccountMailKind, since: datetime) -> bool:
+    """Whether an email of ``kind`` was queued for the reader after ``since`` (sent or not)."""
+    return db.session.scalar(select(AccountMail.id).where(
+        AccountMail.reader_id == reader_id, AccountMail.kind == kind.value,
+        AccountMail.created_at > since).limit(1)) is not None
+
+
 @dataclass
 class SendReport:
     sent: int = 0
@@ -129,6 +136,9 @@ def _still_wanted(mail: AccountMail, now: datetime) -> str | None:
         return "the reader is gone"
     if mail.kind == AccountMailKind.EMAIL_CHANGE.value:
         return None if reader.pending_email == mail.to_email else "the address change is over"
+    if mail.kind == AccountMailKind.EMAIL_CHANGED.value:
+        # Written to the address the reader left, on purpose: always told.
+        return None if reader.email != mail.to_email else "the old address is back"
     if reader.email != mail.to_email:
         return "the reader changed address"
     if mail.kind == AccountMailKind.PAYMENT_FAILED.value and (

@@ -35,6 +35,7 @@ from newsletter.subscribers.models import (
     Suppression,
     SuppressionReason,
     latest_request,
+    request_ended,
 )
 from newsletter.subscribers.outbox import queue_mail
 from newsletter.subscribers.preferences import (
@@ -181,18 +182,22 @@ def request_subscription(services: ReaderServices, raw_email: str, topic_slugs: 
         return
     # The name of an active reader never changes from here (this form is open to anyone);
     # a new or returning one takes the request's, which their confirmation accepts.
+    detail: dict[str, Any] = {"topics": [t.slug for t in topics]}
     if reader is None:
         reader = Reader(email=email, email_hash=email_hash(email, services.hash_key),
                         source=actor.source, timezone=timezone, first_name=name)
         db.session.add(reader)
         db.session.flush()
     else:  # pending or unsubscribed: start a fresh confirmation
+        if (reader.timezone, reader.first_name) != (timezone, name):
+            # Not the same request again, though its topics match: an earlier link must
+            # not confirm what this one asked (``request_ended``).
+            detail["changed"] = True
         reader.status = ReaderStatus.PENDING.value
         reader.timezone = timezone
         reader.first_name = name
     set_topics(reader, topics)
-    request = record_event(services, reader, "subscribe", actor, consent=True,
-                           detail={"topics": [t.slug for t in topics]})
+    request = record_event(services, reader, "subscribe", actor, consent=True, detail=detail)
     db.session.flush()
     queue_mail(reader.id, AccountMailKind.CONFIRM, email, request.id)
     db.session.commit()
@@ -208,15 +213,20 @@ def confirm_subscription(services: ReaderServices, token: str, actor: Actor) -> 
     reader = get_reader(payload["r"])
     if reader is None or reader.email != payload.get("e"):
         raise LinkNoLongerValid("this subscription no longer exists")
-    if reader.status == ReaderStatus.ACTIVE.value and payload.get("q") == latest_request(
-            reader.id):
-        return reader
+    request = payload.get("q")
+    if request is not None and not isinstance(request, int):
+        raise TokenInvalid("this link is not valid")
+    ended = request_ended(reader.id, request)
+    if reader.status == ReaderStatus.ACTIVE.value and (
+            ended is None or (ended == "changed" and request == latest_request(reader.id))):
+        return reader  # confirmed already (perhaps changed preferences since): signs in
     # A link answers one request: after an unsubscribe and a new request (perhaps someone
-    # else's, with other topics), only the newest link confirms.
-    if payload.get("q") != latest_request(reader.id):
+    # else's, with other topics), only the newest link confirms. The same request made
+    # twice is one: either email confirms it.
+    if ended == "superseded":
         raise LinkNoLongerValid("this link answers an earlier request; use the newest "
                                 "confirmation email we sent, or subscribe again")
-    if reader.status != ReaderStatus.PENDING.value:
+    if ended is not None or reader.status != ReaderStatus.PENDING.value:
         raise LinkNoLongerValid("you unsubscribed after this link was sent; subscribe again "
                                 "to get a new one")
     reader.status = ReaderStatus.ACTIVE.value
@@ -264,6 +274,10 @@ def reader_and_link(services: ReaderServices, purpose: Purpose,
     reader = get_reader(payload["r"])
     if reader is None:
         raise LinkNoLongerValid("this subscription no longer exists")
+    if purpose is Purpose.MANAGE and not payload.get("l") \
+            and payload.get("v", 0) != reader.address_version:
+        raise LinkNoLongerValid("this link was sent before your address changed; ask for a "
+                                "new one below")
     return reader, payload
 
 
@@ -344,26 +358,6 @@ def update_preferences(services: ReaderServices, reader: Reader, form: dict[str,
         return changes
     db.session.commit()
     return changes
-
-
-def confirm_email_change(services: ReaderServices, token: str, actor: Actor) -> Reader:
-    payload = services.tokens.read(Purpose.EMAIL_CHANGE, token)
-    reader = get_reader(payload["r"])
-    new_email = payload.get("e")
-    if reader is None:
-        raise LinkNoLongerValid("this subscription no longer exists")
-    if reader.email == new_email:
-        return reader  # followed twice
-    if reader.pending_email != new_email:
-        raise LinkNoLongerValid("a newer address change replaced this one")
-    if find_by_email(new_email) is not None:
-        raise LinkNoLongerValid("that address is already subscribed")
-    reader.email = new_email
-    reader.email_hash = email_hash(new_email, services.hash_key)
-    reader.pending_email = None
-    record_event(services, reader, "email_changed", actor)
-    db.session.commit()
-    return reader
 
 
 # -- unsubscribe ---------------------------------------------------------------------------

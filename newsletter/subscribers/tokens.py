@@ -18,7 +18,13 @@ class Purpose(StrEnum):
     CONFIRM = "confirm"            # double opt-in link
     MANAGE = "manage"              # magic link into the preference centre
     EMAIL_CHANGE = "email-change"  # confirms a new address
+    EMAIL_UNDO = "email-undo"      # to the old address: puts it back (UNDO_MAX_AGE)
     UNSUBSCRIBE = "unsubscribe"    # List-Unsubscribe and footer link; never expires
+
+
+# How long the old address can undo an address change: at least a week, since a reader
+# may be away when a stranger moves their subscription.
+UNDO_MAX_AGE_DAYS = 14
 
 
 class TokenInvalid(Exception):

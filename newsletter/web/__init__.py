@@ -78,7 +78,7 @@ def register_web(app: Flask) -> None:
     @app.context_processor
     def _publication():
         from newsletter.subscribers.service import CONSENT_TEXT
-        from newsletter.web.public.readers import current_reader
+        from newsletter.web.public.reader_sessions import current_reader
         from newsletter.wiring import reader_services
 
         return {"publication": app.config["PUBLICATION_NAME"],

@@ -48,6 +48,25 @@ def money(amount: int | float | None, currency: str | None) -> str:
     return f"{sign}{text}" if sign else f"{text} {code.upper()}".strip()
 
 
+_BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"),
+             ("Chrome/", "Chrome"), ("Chromium/", "Chromium"), ("Safari/", "Safari"))
+_SYSTEMS = (("Windows", "Windows"), ("iPhone", "iPhone"), ("iPad", "iPad"),
+            ("Android", "Android"), ("Mac OS X", "macOS"), ("CrOS", "ChromeOS"),
+            ("Linux", "Linux"))
+
+
+def user_agent_summary(value: str | None) -> str:
+    """"Firefox on Linux" from a user-agent string, to recognise a browser in a list (it
+    is whatever the browser claims: shown, never trusted)."""
+    if not value:
+        return "Unknown browser"
+    name = next((label for key, label in _BROWSERS if key in value), None)
+    system = next((label for key, label in _SYSTEMS if key in value), None)
+    if name and system:
+        return f"{name} on {system}"
+    return name or system or value[:40]
+
+
 def register(app: Flask) -> None:
     from newsletter.web.urls import absolute_url
 
@@ -57,3 +76,4 @@ def register(app: Flask) -> None:
     app.add_template_filter(paragraphs)
     app.add_template_filter(long_date)
     app.add_template_filter(iso)
+    app.add_template_filter(user_agent_summary)

@@ -59,8 +59,11 @@ def _add_readers(server: LiveServer, count: int) -> None:
 @pytest.fixture(scope="module")
 def admin_server(tmp_path_factory, smtp) -> Iterator[tuple[LiveServer, str]]:
     """The instance, its demo owner's password, a viewer, and EXTRA_READERS more readers."""
+    # Every test here signs in from 127.0.0.1: more than the default per-IP limit allows in
+    # a minute (the limit itself is tested in tests/integration/test_admin_accounts.py).
     with serve_instance(tmp_path_factory.mktemp("admin"), NEWSLETTER_MAIL_TRANSPORT="smtp",
-                        NEWSLETTER_SMTP_URL=smtp.url) as server:
+                        NEWSLETTER_SMTP_URL=smtp.url,
+                        NEWSLETTER_ADMIN_LOGIN_LIMIT_PER_IP="1000/minute") as server:
         printed = server.newsletter("admin", "demo")
         password = re.search(r"with password (\S+)", printed)[1]
         created = subprocess.run(
@@ -323,7 +326,51 @@ def test_five_wrong_passwords_lock_the_account(admin_page):
     page = admin_page
     for attempt in range(5):
         _sign_in(page, VIEWER, f"not the password {attempt}")
-    expect(page.get_by_role("alert")).to_contain_text("locked")
+    expect(page.get_by_role("alert")).to_contain_text("Try again in 15 minutes")
     _sign_in(page, VIEWER, VIEWER_PASSWORD)  # the right password waits for the lock too
-    expect(page.get_by_role("alert")).to_contain_text("locked")
+    expect(page.get_by_role("alert")).to_contain_text("Try again in 15 minutes")
     _screenshots(page, "14-locked")
+
+
+def test_the_account_page_lists_the_browsers_and_signs_one_out(chromium, admin_page,
+                                                              admin_server):
+    server, password = admin_server
+    other = chromium.new_context(base_url=server.url, user_agent=(
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+        "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"))
+    try:
+        phone = other.new_page()
+        _sign_in(phone, "owner@example.com", password)
+        expect(phone).to_have_url(re.compile(r"/admin/?$"))
+        page = admin_page
+        _sign_in(page, "owner@example.com", password)
+        page.goto("/admin/account")
+        rows = page.locator("table.sessions tbody tr")
+        expect(rows.filter(has_text="Safari on iPhone")).to_have_count(1)
+        expect(rows.filter(has_text="this browser")).to_have_count(1)
+        _screenshots(page, "31-sessions")
+        rows.filter(has_text="Safari on iPhone").get_by_role("button", name="Sign out").click()
+        expect(page.get_by_text("That browser is signed out.")).to_be_visible()
+        phone.goto("/admin/settings")
+        expect(phone).to_have_url(re.compile(r"/admin/login"))
+    finally:
+        other.close()
+
+
+def test_an_owner_creates_a_token_with_the_least_scope_and_sees_its_secret_once(admin_page,
+                                                                               admin_server):
+    _, password = admin_server
+    page = admin_page
+    _sign_in(page, "owner@example.com", password)
+    page.get_by_role("link", name="API tokens").click()
+    expect(page.get_by_role("heading", name="API tokens", exact=True)).to_be_visible()
+    page.get_by_role("textbox", name="Name").fill("cms")
+    # Only ingest is ticked when nobody chose.
+    expect(page.locator('input[name="scope"]:checked')).to_have_count(1)
+    page.get_by_role("button", name="Create token").click()
+    secret = page.get_by_label("Secret").input_value()
+    assert secret.startswith("nl_") and len(secret) > 40
+    _screenshots(page, "32-token-created")
+    page.goto("/admin/tokens")
+    assert secret not in page.content()  # shown once
+    expect(page.locator("table tbody tr", has_text="cms")).to_contain_text("syntheses:write")

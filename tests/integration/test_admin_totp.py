@@ -33,6 +33,22 @@ def _admin(email: str = EMAIL) -> Admin:
     return db.session.scalar(select(Admin).where(Admin.email == email))
 
 
+def _failures(email: str = EMAIL, ip: str = "127.0.0.1") -> int:
+    """Wrong passwords counted for this address from this IP; wrong codes count from every
+    IP together (``ip="*"``)."""
+    from newsletter.accounts.admins import account_key
+    from newsletter.accounts.models import SignInFailure
+
+    return db.session.scalar(select(SignInFailure.failures).where(
+        SignInFailure.account == account_key(email), SignInFailure.ip == ip)) or 0
+
+
+def _locked(email: str = EMAIL) -> bool:
+    from newsletter.accounts.admins import is_locked
+
+    return is_locked(email)
+
+
 def _actions() -> list[str]:
     return list(db.session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)))
 
@@ -182,7 +198,7 @@ def test_a_code_is_refused_the_second_time(app, client):
     assert replay.status_code == 401
     assert "used already" in replay.get_data(as_text=True)
     assert not _signed_in(other)
-    assert _admin().failed_logins == 1  # a replay counts as a wrong code
+    assert _failures(ip="*") == 1  # a replay counts as a wrong code
 
 
 @pytest.mark.parametrize("offset", [-3600, -120, 120, 86400])
@@ -212,14 +228,16 @@ def test_five_wrong_codes_in_a_row_lock_the_account(app, client):
     for attempt in range(4):
         response = _send_code(client, wrong)
         assert response.status_code == 401, attempt
-        assert _admin().failed_logins == attempt + 1
+        assert _failures(ip="*") == attempt + 1
     locked = _send_code(client, wrong)
     assert locked.status_code == 429
-    assert "locked for 15 more minutes" in locked.get_data(as_text=True)
-    assert _admin().locked_until is not None
-    # The code step is over, and even the right password and code do not open it now.
+    assert "Try again in 15 minutes" in locked.get_data(as_text=True)
+    assert _locked()
+    # The code step is over, and even the right password and code do not open it now (the
+    # password step says nothing of it: only after the right password is the lock told).
     assert client.get("/admin/login/code").headers["Location"] == "/admin/login"
-    assert sign_in(client).status_code == 429
+    assert sign_in(client).status_code == 302
+    assert _send_code(client, _next_code(totp)).status_code == 429
     assert not _signed_in(client)
     assert "signed in" not in _actions()[1:]
 
@@ -238,7 +256,7 @@ def test_odd_codes_at_sign_in_are_refused_not_errors(app, client):
         "/admin/login/code", data=f"csrf_token={token}&code=%FF%FE%FD%FC%FB%FA",
         content_type="application/x-www-form-urlencoded")
     assert raw.status_code == 401
-    assert not _signed_in(client) and _admin().failed_logins == 4
+    assert not _signed_in(client) and _failures(ip="*") == 4
     # Spaces as an authenticator shows them ("123 456") are fine.
     code = _next_code(totp)
     assert _send_code(client, f"{code[:3]} {code[3:]}").status_code == 302
@@ -295,7 +313,7 @@ def test_wrong_passwords_to_turn_it_off_count_toward_the_lockout(app, client):
     for _ in range(5):
         _two_factor(client, step="off", password="not the password at all")
     admin = _admin()
-    assert admin.locked_until is not None and admin.totp_secret is not None
+    assert _locked() and admin.totp_secret is not None
     # Locked: even the right password does not turn it off until the lock ends.
     _two_factor(client, step="off", password=PASSWORD)
     assert _admin().totp_secret is not None
@@ -307,3 +325,25 @@ def test_an_unknown_step_is_a_bad_request(app, client):
     assert _two_factor(client, step="everything").status_code == 400
     assert _two_factor(client).status_code == 400
     assert _admin().totp_pending is None
+
+
+def test_wrong_codes_from_many_ip_addresses_lock_the_code_step(app):
+    """Whoever reaches the code step knew the password: spreading code guesses over many
+    IP addresses (replaying one code-step cookie) does not multiply them."""
+    from newsletter.accounts.admins import account_key
+    from newsletter.accounts.models import SignInFailure
+
+    make_admin()
+    client = app.test_client()
+    sign_in(client)
+    totp = _turn_on(client)
+    wrong = _wrong_code(totp)
+    codes = []
+    for n in range(5):
+        guesser = app.test_client()
+        guesser.environ_base["REMOTE_ADDR"] = f"198.51.100.{n + 1}"
+        assert sign_in(guesser).status_code == 302
+        codes.append(_send_code(guesser, wrong).status_code)
+    assert codes == [401, 401, 401, 401, 429]
+    assert db.session.scalar(select(SignInFailure.locked_until).where(
+        SignInFailure.account == account_key(EMAIL), SignInFailure.ip == "*")) is not None

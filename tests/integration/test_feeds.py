@@ -1,10 +1,16 @@
-"""newsletter feeds: RSS/Atom feeds served by a real HTTP server on loopback become syntheses."""
+"""newsletter feeds: RSS/Atom feeds served by a real HTTP server on loopback become syntheses.
+
+The server is reached as ``localhost``, which these tests name in
+``NEWSLETTER_FEED_ALLOWED_HOSTS`` as a deployment names its intranet feed server: every
+other loopback or private address is refused (``test_feed_addresses``).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +23,7 @@ from newsletter.content.feed_fetch import USER_AGENT
 from newsletter.content.feeds import poll_due, poll_feed
 from newsletter.content.models import Feed, FeedEntry, Synthesis
 from newsletter.db import db, utcnow
+from newsletter.wiring import services
 
 FEEDS = Path(__file__).parent.parent / "data" / "feeds"
 
@@ -38,7 +45,7 @@ class FeedServer:
     ``requests`` keeps (path, headers) of every request, so a test can check what was sent.
     """
 
-    host: str = "127.0.0.1"
+    host: str = "localhost"
     port: int = 0
     routes: dict[str, Route] = field(default_factory=dict)
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
@@ -53,8 +60,14 @@ class FeedServer:
         return self.url(path)
 
 
-@pytest.fixture
-def feed_server():
+@pytest.fixture(autouse=True)
+def localhost_is_allowed(app_config):
+    app_config["FEED_ALLOWED_HOSTS"] = ["localhost"]
+
+
+@contextlib.contextmanager
+def serving_feeds() -> Iterator[FeedServer]:
+    """A feed server on 127.0.0.1 (its URLs say ``localhost``) while the block runs."""
     state = FeedServer()
 
     class Handler(BaseHTTPRequestHandler):
@@ -91,10 +104,18 @@ def feed_server():
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               daemon=True)
     thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def feed_server():
+    with serving_feeds() as state:
+        yield state
 
 
 def syntheses() -> list[Synthesis]:
@@ -194,21 +215,22 @@ def test_later_polls_import_only_entries_never_seen(runner, topics, feed_server)
 def test_conditional_get_and_304(app, topics, feed_server):
     from newsletter.content.feeds import add_feed
 
+    fetcher = services(app).feed_fetcher
     url = feed_server.serve("/lab.xml", "rss20.xml", etag='"v1"')
-    feed = add_feed(url, ["ai-policy-and-safety"], publish=False)
+    feed = add_feed(url, ["ai-policy-and-safety"], publish=False, fetcher=fetcher)
     assert feed.etag is None  # the check fetch must not make the first poll a 304
 
-    first = poll_feed(feed.id)
+    first = poll_feed(feed.id, fetcher=fetcher)
     assert (first.new, first.not_modified) == (2, False)
     assert db.session.get(Feed, feed.id).etag == '"v1"'
 
-    second = poll_feed(feed.id)
+    second = poll_feed(feed.id, fetcher=fetcher)
     assert second.not_modified and second.new == 0 and second.errors == []
     assert feed_server.requests[-1][1]["If-None-Match"] == '"v1"'
     assert db.session.get(Feed, feed.id).last_error is None
 
     feed_server.serve("/lab.xml", "rss20_more.xml", etag='"v2"')
-    third = poll_feed(feed.id)
+    third = poll_feed(feed.id, fetcher=fetcher)
     assert (third.new, third.not_modified) == (1, False)
     assert db.session.get(Feed, feed.id).etag == '"v2"'
 
@@ -247,7 +269,7 @@ def _unused_port() -> int:
     ("long", "url: is 2001 characters long; the limit is 2000"),
     ("unknown-topic", "topics[0]: unknown topic 'crypto'"),
     ("no-topic", "topics: needs at least one topic"),
-    ("unreachable", "url: refused: cannot reach 127.0.0.1:"),
+    ("unreachable", "url: refused: cannot reach localhost:"),
     ("html", "url: refused: not an RSS or Atom feed"),
     ("404", "url: refused: HTTP 404"),
     ("oversized", "url: refused: the feed is larger than 5 MB"),
@@ -268,7 +290,7 @@ def test_bad_feeds_are_refused_with_a_clear_message_and_nothing_stored(
     elif case == "no-topic":
         url, feed_topics = feed_server.serve("/lab.xml", "rss20.xml"), ()
     elif case == "unreachable":
-        url = f"http://127.0.0.1:{_unused_port()}/feed.xml"
+        url = f"http://localhost:{_unused_port()}/feed.xml"
     elif case == "html":
         url = feed_server.serve("/", "not_a_feed.html", content_type="text/html")
     elif case == "404":
@@ -337,29 +359,32 @@ def test_list_and_remove(runner, topics, feed_server):
 def test_poll_due_respects_the_interval_and_survives_a_dead_feed(app, topics, feed_server):
     from newsletter.content.feeds import add_feed
 
-    assert poll_due(utcnow(), timedelta(minutes=30)) == 0  # no feeds: nothing to do
-    lab = add_feed(feed_server.serve("/lab.xml", "rss20.xml"), ["ai-policy-and-safety"])
-    dead = add_feed(feed_server.serve("/dead.xml", "atom.xml"), ["models-and-research"])
+    fetcher = services(app).feed_fetcher
+    assert poll_due(utcnow(), timedelta(minutes=30), fetcher) == 0  # no feeds: nothing to do
+    lab = add_feed(feed_server.serve("/lab.xml", "rss20.xml"), ["ai-policy-and-safety"],
+                   fetcher=fetcher)
+    dead = add_feed(feed_server.serve("/dead.xml", "atom.xml"), ["models-and-research"],
+                    fetcher=fetcher)
     feed_server.routes["/dead.xml"] = Route(body=b"gone", status=500)
     lab_id, dead_id = lab.id, dead.id
 
     now = utcnow()
     every = timedelta(minutes=30)
-    assert poll_due(now, every) == 2
+    assert poll_due(now, every, fetcher) == 2
     assert len(syntheses()) == 2
     dead = db.session.get(Feed, dead_id)
     assert dead.last_error == "HTTP 500 Internal Server Error"
     assert dead.last_polled_at == now
 
-    assert poll_due(now + timedelta(minutes=29), every) == 0
+    assert poll_due(now + timedelta(minutes=29), every, fetcher) == 0
     feed_server.serve("/dead.xml", "atom.xml")
-    assert poll_due(now + timedelta(minutes=30), every) == 2
+    assert poll_due(now + timedelta(minutes=30), every, fetcher) == 2
     assert db.session.get(Feed, dead_id).last_error is None
     assert len(syntheses()) == 4
 
     db.session.get(Feed, lab_id).active = False
     db.session.commit()
-    assert poll_due(now + timedelta(hours=2), every) == 1
+    assert poll_due(now + timedelta(hours=2), every, fetcher) == 1
 
 
 def test_poll_command_reports_a_failing_feed_and_exits_1(runner, topics, feed_server):
@@ -378,16 +403,18 @@ def test_workers_polling_together_fetch_a_feed_once(app, app_config, topics, fee
     from newsletter.content.feeds import add_feed
     from tests.support.threads import at_once
 
-    add_feed(feed_server.serve("/lab.xml", "rss20.xml"), ["ai-policy-and-safety"])
+    fetcher = services(app).feed_fetcher
+    add_feed(feed_server.serve("/lab.xml", "rss20.xml"), ["ai-policy-and-safety"],
+             fetcher=fetcher)
     before = len(feed_server.requests)
     now = utcnow()
-    polled = at_once(app_config, lambda: poll_due(now, timedelta(minutes=30)))
+    polled = at_once(app_config, lambda: poll_due(now, timedelta(minutes=30), fetcher))
     assert sorted(polled) == [0, 0, 1]
     assert len(feed_server.requests) - before == 1
     assert len(syntheses()) == 2
 
 
-def test_a_server_that_drips_bytes_meets_the_download_deadline(monkeypatch):
+def test_a_server_that_drips_bytes_meets_the_download_deadline(app, monkeypatch):
     import socket
     import threading
     import time
@@ -421,7 +448,8 @@ def test_a_server_that_drips_bytes_meets_the_download_deadline(monkeypatch):
     started = time.monotonic()
     try:
         with pytest.raises(feed_fetch.FeedError, match="took longer than"):
-            feed_fetch.fetch(f"http://127.0.0.1:{listener.getsockname()[1]}/drip.xml")
+            services(app).feed_fetcher.fetch(
+                f"http://localhost:{listener.getsockname()[1]}/drip.xml")
     finally:
         stop.set()
         listener.close()

@@ -99,7 +99,8 @@ def test_upgrade_seed_and_serve_like_make_run(tmp_path):
         listed = _newsletter("--help", env=second)
         assert listed.returncode == 0, listed.stderr
         assert "digest" in listed.stdout and "edition" in listed.stdout
-        token = _newsletter("api-token", "create", "run-test", env=second).stdout.strip()
+        token = _newsletter("api-token", "create", "run-test", "--scope", "readers:add",
+                            env=second).stdout.strip()
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/api/v1/subscribers", method="POST",
             data=json.dumps({"email": "reader@example.com", "topics": ["ai-policy-and-safety"],

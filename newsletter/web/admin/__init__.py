@@ -112,6 +112,7 @@ def register(app) -> None:
         reader_imports,
         readers,
         settings,
+        tokens,
     )
 
     # The admin rules are built with the ASCII converter; rules made before keep theirs.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import abort, flash, g, redirect, render_template, request, url_for
 
-from newsletter.accounts import admins, audit
+from newsletter.accounts import admins, audit, sessions
 from newsletter.accounts.roles import ROLES, Permission
 from newsletter.db import db, utcnow
 from newsletter.web.admin import bp, record, requires
@@ -47,14 +47,13 @@ def account_change(admin_id: int):
         flash(f"{target.email} is now {role}.")
     elif change == "disable":
         target.disabled_at = utcnow()
-        # In the statement, not from the value read: no concurrent raise is lost.
-        target.session_epoch = admins.Admin.session_epoch + 1
+        sessions.close_sessions(target.id)  # signed out in every browser at once
         db.session.commit()
         record("disabled admin", target.email)
         flash(f"{target.email} can no longer sign in.")
     elif change == "enable":
         target.disabled_at = None
-        target.failed_logins, target.locked_until = 0, None
+        admins.clear_failures(target.email)
         db.session.commit()
         record("enabled admin", target.email)
         flash(f"{target.email} can sign in again.")

@@ -3,10 +3,11 @@ browser — the list, and each message's headers, text and HTML."""
 
 from __future__ import annotations
 
-from flask import Response, abort, current_app, render_template
+from flask import Response, abort, current_app, g, render_template
 
-from newsletter.accounts.roles import Permission
-from newsletter.mail.outbox import list_messages, read_message
+from newsletter.accounts.roles import Permission, may
+from newsletter.mail.outbox import OutboxMessage, list_messages, read_message, withhold_links
+from newsletter.subscribers.mailer import SIGN_IN_PATHS
 from newsletter.web.admin import bp, requires
 from newsletter.web.admin.composer import PREVIEW_CSP
 
@@ -16,6 +17,15 @@ def _folder() -> str:
         abort(404, "The outbox viewer is there only with the file transport "
                    "(NEWSLETTER_MAIL_TRANSPORT=file).")
     return current_app.config["OUTBOX_DIR"]
+
+
+def _read(name: str) -> OutboxMessage | None:
+    """The message as this admin may see it: account mail's links sign a reader in as
+    from their own inbox, so only owners get them whole."""
+    message = read_message(_folder(), name)
+    if message is not None and not may(g.admin.role, Permission.ACCOUNTS):
+        message = withhold_links(message, SIGN_IN_PATHS)
+    return message
 
 
 # The outbox holds readers' personal links: only roles that may act for readers see it.
@@ -28,7 +38,7 @@ def outbox():
 @bp.route("/outbox/<name>")
 @requires(Permission.READERS)
 def outbox_message(name: str):
-    message = read_message(_folder(), name)
+    message = _read(name)
     if message is None:
         abort(404, "There is no such message in the outbox.")
     return render_template("admin/outbox_message.html", message=message)
@@ -37,7 +47,7 @@ def outbox_message(name: str):
 @bp.route("/outbox/<name>/html")
 @requires(Permission.READERS)
 def outbox_html(name: str):
-    message = read_message(_folder(), name)
+    message = _read(name)
     if message is None or message.html is None:
         abort(404, "This message has no HTML part.")
     response = Response(message.html, mimetype="text/html")

@@ -1,8 +1,9 @@
 """JSON API v1, under ``/api/v1``: the blueprint and, in one table, every route on it.
 
 The view functions live in one module per resource (:mod:`.syntheses`, :mod:`.subscribers`,
-:mod:`.editions`); each checks its own bearer token (:func:`.auth.require_token`). Endpoint
-names are the view functions' names (``api.create_synthesis``, …).
+:mod:`.editions`); each checks its own bearer token and declares the scopes
+that let it in (:func:`.auth.require_token`, ``accounts.scopes``). Endpoint names are the
+view functions' names (``api.create_synthesis``, …).
 """
 
 from __future__ import annotations

@@ -6,13 +6,14 @@ from __future__ import annotations
 from flask import g, jsonify, request, url_for
 
 from newsletter.accounts import audit
+from newsletter.accounts.scopes import Scope
 from newsletter.db import utcnow
 from newsletter.delivery import service as sending
 from newsletter.delivery import stats
 from newsletter.editions import intake
 from newsletter.editions.models import Edition
 from newsletter.validation import FieldError, InvalidInput
-from newsletter.web.api.auth import require_token
+from newsletter.web.api.auth import lacks, require_token, token_actor
 from newsletter.web.api.payloads import json_body, problems
 from newsletter.web.urls import absolute_url
 
@@ -40,15 +41,24 @@ def _idempotency_key() -> tuple[str | None, FieldError | None]:
     return f"api:{g.api_token.id}:{key}", None
 
 
-@require_token
+def _schedules(payload) -> bool:
+    """Whether the request asks for the edition to go out (any ``send_at``, valid or not)."""
+    return isinstance(payload, dict) and payload.get("send_at") is not None
+
+
+@require_token(Scope.EDITIONS_DRAFT, Scope.EDITIONS_SEND)
 def create_edition():
     """201 with the new edition — a draft, or scheduled with ``send_at`` — and how many
     readers it would go to now; 200 with the same edition when its ``Idempotency-Key``
     comes again with the same request; 422 listing every problem (nothing created), or
-    when the key was used for a different request."""
+    when the key was used for a different request. A draft needs ``editions:draft``, a
+    ``send_at`` needs ``editions:send``: 403 otherwise, checked before anything else."""
     payload, error = json_body()
     if error:
         return error
+    refused = lacks(Scope.EDITIONS_SEND if _schedules(payload) else Scope.EDITIONS_DRAFT)
+    if refused:
+        return refused
     key, key_error = _idempotency_key()
     if key_error:
         return problems([key_error], 422)
@@ -64,12 +74,12 @@ def create_edition():
                                "different request; use a new key for a new edition."), 422
     recipients = sending.audience_size(edition)
     if created:
-        actor = audit.AdminActor(admin_id=None, name=f"api token {g.api_token.name}",
-                                 ip=request.remote_addr)
-        audit.record(actor, "edition.create", f"edition {edition.id}", {
-            "subject": edition.subject, "status": edition.status,
-            "send_at": edition.send_at.isoformat() if edition.send_at else None,
-            "audience": edition.audience, "recipients": recipients})
+        # After intake's commit: the edition's id is known only once it is written.
+        audit.record(token_actor(), "scheduled edition" if edition.send_at else "saved draft",
+                     f"edition {edition.id}", {
+                         "subject": edition.subject, "status": edition.status,
+                         "send_at": edition.send_at.isoformat() if edition.send_at else None,
+                         "audience": edition.audience, "recipients": recipients})
     response = jsonify({**_payload(edition), "recipients": recipients})
     response.status_code = 201 if created else 200
     response.headers["Location"] = url_for("api.get_edition", edition_id=edition.id)
@@ -78,7 +88,7 @@ def create_edition():
     return response
 
 
-@require_token
+@require_token(Scope.EDITIONS_DRAFT, Scope.EDITIONS_SEND)
 def get_edition(edition_id: int):
     """Any edition (special or digest): status, times and its deliveries' counts — ``sent``
     is accepted by a relay, not delivered; ``opened`` and ``clicked`` count people, not

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from flask import jsonify, request
 
+from newsletter.accounts import audit
+from newsletter.accounts.scopes import Scope
 from newsletter.content import service as content
 from newsletter.content.validation import InvalidSynthesis
 from newsletter.validation import FieldError, aware_datetime, whole_number
-from newsletter.web.api.auth import require_token
+from newsletter.web.api.auth import require_token, token_actor
 from newsletter.web.api.payloads import json_body, problems
 from newsletter.web.urls import absolute_url
 
@@ -20,9 +22,11 @@ def _payload(synthesis) -> dict:
     )
 
 
-@require_token
+@require_token(Scope.SYNTHESES_WRITE)
 def create_synthesis():
-    """Create or update (by ``external_id``) one synthesis: 201 created, 200 updated."""
+    """Create or update (by ``external_id``) one synthesis: 201 created, 200 updated. A
+    creation or a change is audited under the token's name (after the ingest's own commit);
+    the same payload again changes nothing and writes nothing."""
     payload, error = json_body()
     if error:
         return error
@@ -30,7 +34,13 @@ def create_synthesis():
         result = content.ingest(payload)
     except InvalidSynthesis as exc:
         return problems(exc.errors)
-    status = 201 if result.outcome is content.IngestOutcome.CREATED else 200
+    created = result.outcome is content.IngestOutcome.CREATED
+    if created or result.outcome is content.IngestOutcome.UPDATED:
+        synthesis = result.synthesis
+        audit.record(token_actor(), "created synthesis" if created else "updated synthesis",
+                     f"synthesis {synthesis.id}", {"title": synthesis.title[:200],
+                                                   "status": synthesis.status})
+    status = 201 if created else 200
     body = {"outcome": result.outcome.value, "synthesis": _payload(result.synthesis)}
     return jsonify(body), status
 
@@ -64,7 +74,7 @@ def _query_args():
     return topic, since, status, numbers, errors
 
 
-@require_token
+@require_token(Scope.SYNTHESES_WRITE)
 def list_syntheses():
     """Oldest first; ``since`` (exclusive) and ``topic`` filter; ``offset``/``limit`` page."""
     topic, since, status, numbers, errors = _query_args()

@@ -20,13 +20,12 @@ from newsletter.billing.gateway import BillingRefused, BillingUnavailable
 from newsletter.db import utcnow
 from newsletter.extensions import limiter
 from newsletter.subscribers.models import Reader
-from newsletter.web.public.readers import (
-    TOO_MANY,
+from newsletter.web.public.reader_sessions import (
     current_reader,
-    ip_limited,
-    send_fresh_link,
+    own_inbox_needed,
     signed_in_from_own_inbox,
 )
+from newsletter.web.public.readers import TOO_MANY, ip_limited
 from newsletter.wiring import services
 
 bp = Blueprint("billing", __name__)
@@ -109,9 +108,7 @@ def portal():
     if not signed_in_from_own_inbox():
         # A link from a digest may have been forwarded: billing opens from a link we send
         # to the reader's own inbox now.
-        send_fresh_link(reader)
-        return render_template("readers/fresh_link.html", reader=reader,
-                               what="manage your billing"), 403
+        return own_inbox_needed(reader, "manage your billing")
     return _to_stripe(lambda reader: billing_checkout.open_portal(_billing(), reader, utcnow()))
 
 

@@ -20,7 +20,7 @@ from newsletter.db import utcnow
 from newsletter.editions import archive as editions_archive
 from newsletter.editions.service import edition_sections
 from newsletter.web.pagination import page_number
-from newsletter.web.public.readers import current_reader
+from newsletter.web.public.reader_sessions import current_reader
 from newsletter.wiring import services
 
 bp = Blueprint("editions", __name__)

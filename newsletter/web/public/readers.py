@@ -6,7 +6,7 @@ Views parse the request and call ``newsletter.subscribers``; they never decide p
 from __future__ import annotations
 
 import json
-import time
+from collections.abc import Callable
 from datetime import date
 
 from flask import (
@@ -20,7 +20,7 @@ from flask import (
     session,
     url_for,
 )
-from flask_login import UserMixin, current_user, login_user, logout_user
+from flask_login import logout_user
 
 from newsletter.billing import access as billing_access
 from newsletter.billing import entitlements
@@ -29,7 +29,7 @@ from newsletter.billing.gateway import BillingUnavailable
 from newsletter.db import db, utcnow
 from newsletter.editions import next_digest
 from newsletter.extensions import limiter
-from newsletter.subscribers import privacy, service
+from newsletter.subscribers import address_change, privacy, service
 from newsletter.subscribers import rejoin as topic_rejoin
 from newsletter.subscribers.models import Reader, ReaderStatus
 from newsletter.subscribers.preferences import WEEKDAYS, move_in_order
@@ -37,65 +37,19 @@ from newsletter.subscribers.tokens import Purpose, TokenExpired, TokenInvalid
 from newsletter.validation import FieldError, InvalidInput
 from newsletter.web.actors import request_actor
 from newsletter.web.public import preference_form as choices
+from newsletter.web.public.reader_sessions import (
+    LIST_MAIL,
+    NEW_ADDRESS,
+    OWN_INBOX,
+    current_reader,
+    own_inbox_needed,
+    send_fresh_link,
+    sign_in,
+    signed_in_from_own_inbox,
+)
 from newsletter.wiring import reader_services, services
 
 bp = Blueprint("readers", __name__)
-READER_PREFIX = "reader:"
-
-
-# -- who is signed in ----------------------------------------------------------------------
-
-class ReaderLogin(UserMixin):
-    """A reader signed in through a link (admins are ``web.logins.AdminLogin``)."""
-
-    def __init__(self, reader: Reader):
-        self.reader = reader
-
-    def get_id(self) -> str:
-        return f"{READER_PREFIX}{self.reader.id}"
-
-
-def load_reader_login(user_id: str):
-    """The reader behind a session id ``reader:<id>`` (see ``web.logins``), or None."""
-    number = user_id[len(READER_PREFIX):]
-    if not user_id.startswith(READER_PREFIX) or not (number.isascii() and number.isdigit()):
-        return None
-    signed_in_at = session.get("reader_signed_in_at", 0)
-    if time.time() - signed_in_at > current_app.config["READER_SESSION_MINUTES"] * 60:
-        return None
-    reader = service.get_reader(int(user_id[len(READER_PREFIX):]))
-    return ReaderLogin(reader) if reader is not None else None
-
-
-def _sign_in(reader: Reader, *, from_list_mail: bool = False) -> None:
-    """Sign the reader in. ``from_list_mail``: through a link in a digest or an edition —
-    mail people forward — which opens the preference centre but not billing or erasure
-    (:func:`signed_in_from_own_inbox`)."""
-    session.clear()
-    login_user(ReaderLogin(reader))
-    session["reader_signed_in_at"] = time.time()
-    session["reader_link"] = "list" if from_list_mail else "account"
-
-
-def signed_in_from_own_inbox() -> bool:
-    """Whether the reader came in through a link sent to them alone (a confirmation, a
-    sign-in link they asked for), not one in list mail that may have been forwarded."""
-    return session.get("reader_link") == "account"
-
-
-def send_fresh_link(reader: Reader) -> None:
-    """Email the reader a sign-in link of their own (rate-limited by the caller's route)."""
-    if reader.email:
-        service.send_manage_link(reader_services(), reader.email)
-
-
-def current_reader() -> Reader | None:
-    """The reader signed in through a link, or None (a visitor, or an admin)."""
-    if current_user.is_authenticated and isinstance(current_user, ReaderLogin):
-        return current_user.reader
-    return None
-
-
 
 
 @bp.after_request
@@ -175,7 +129,7 @@ def confirm(token: str):
         reader = service.confirm_subscription(services, token, request_actor("email-link"))
     except TokenInvalid as exc:
         return link_problem(exc)
-    _sign_in(reader)
+    sign_in(reader)
     return redirect(url_for("readers.preferences", welcome=1), code=303)
 
 
@@ -185,7 +139,7 @@ def manage(token: str):
         reader, link = service.reader_and_link(reader_services(), Purpose.MANAGE, token)
     except TokenInvalid as exc:
         return link_problem(exc)
-    _sign_in(reader, from_list_mail=bool(link.get("l")))
+    sign_in(reader, LIST_MAIL if link.get("l") else OWN_INBOX)
     return redirect(url_for("readers.preferences"), code=303)
 
 
@@ -198,7 +152,9 @@ def _preferences_page(reader: Reader, errors: InvalidInput | None = None, saved=
     now = utcnow()
     fmt = choices.hour_format(request.accept_languages)
     message = None
-    if saved is not None and not saved.get("rejoined"):
+    notice_only = saved is not None and not saved.get("changes") and (
+        saved.get("address_link") or saved.get("address_back"))
+    if saved is not None and not saved.get("rejoined") and not notice_only:
         message = choices.saved_message(saved.get("changes", {}),
                                         {topic.slug: topic for topic in offered}, fmt,
                                         saved.get("moved"))
@@ -216,6 +172,9 @@ def _preferences_page(reader: Reader, errors: InvalidInput | None = None, saved=
         next_digest=next_digest.sentence(reader, now, fmt),
         welcome=bool(request.args.get("welcome")),
         rejoined=saved.get("rejoined") if saved else None,
+        address_link=saved.get("address_link") if saved else None,
+        address_back=saved.get("address_back") if saved else None,
+        own_inbox=signed_in_from_own_inbox(),
         field_labels=choices.FIELD_LABELS,
         unsubscribe_url=reader_services().mailer.links.unsubscribe(reader.id),
     ), status
@@ -231,6 +190,13 @@ def preferences():
     if reader.status != ReaderStatus.ACTIVE.value:
         abort(409, "You are not subscribed. Subscribe again to choose preferences.")
     form = request.form.to_dict(flat=False)
+    address_link = None
+    if any(value.strip() for value in form.get("new_email") or []) \
+            and not signed_in_from_own_inbox():
+        # A forwarded link must not move the account: the rest is saved, and the link to
+        # change the address goes to the current one.
+        del form["new_email"]
+        address_link = reader.email
     moved = None
     move = request.form.get("move")
     if move:  # an up/down button of the topic list (without JavaScript): save, and move
@@ -241,8 +207,11 @@ def preferences():
                                              request_actor("preferences"), date.today())
     except InvalidInput as exc:
         return _preferences_page(reader, errors=exc, status=400)
+    if address_link:
+        send_fresh_link(reader)
     # Post/redirect/get: a reload of the answer must not send the form again.
-    session["preferences_saved"] = {"changes": changes, "moved": moved}
+    session["preferences_saved"] = {"changes": changes, "moved": moved,
+                                    "address_link": address_link}
     # After an arrow, back to that topic's row (keyboard users go on from there).
     return redirect(url_for("readers.preferences",
                             _anchor=f"topic-{moved}" if moved else ("topics" if move else None)),
@@ -278,21 +247,47 @@ def request_link():
     return render_template("readers/link_sent.html")
 
 
-@bp.route("/email-change/<token>", methods=["GET", "POST"])
-def email_change(token: str):
+def _by_its_button(purpose: Purpose, token: str, template: str, shown: dict[str, str],
+                   act: Callable[..., Reader]) -> Reader | tuple[str, int] | str:
+    """A link from an email that acts only on its page's button: GET and HEAD show
+    ``template`` with ``shown`` (template name → payload key), because mail scanners follow
+    links; a POST calls ``act(services, token, actor)`` and returns the reader. A bad link
+    gets the page saying why."""
     services = reader_services()
     try:
-        payload = services.tokens.read(Purpose.EMAIL_CHANGE, token)
+        payload = services.tokens.read(purpose, token)
     except TokenInvalid as exc:
         return link_problem(exc)
     if request.method != "POST":  # GET and HEAD (Flask answers HEAD with the GET view)
-        return render_template("readers/email_change.html", token=token,
-                               new_email=payload.get("e"))
+        return render_template(template, token=token,
+                               **{name: payload.get(key) for name, key in shown.items()})
     try:
-        reader = service.confirm_email_change(services, token, request_actor("email-link"))
+        return act(services, token, request_actor("email-link"))
     except TokenInvalid as exc:
         return link_problem(exc)
-    _sign_in(reader)
+
+
+@bp.route("/email-change/<token>", methods=["GET", "POST"])
+def email_change(token: str):
+    reader = _by_its_button(Purpose.EMAIL_CHANGE, token, "readers/email_change.html",
+                            {"new_email": "e"}, address_change.confirm_email_change)
+    if not isinstance(reader, Reader):
+        return reader
+    # The new inbox is proved, not the account: billing, export and erasure still need a
+    # link sent to it afresh.
+    sign_in(reader, NEW_ADDRESS)
+    return redirect(url_for("readers.preferences"), code=303)
+
+
+@bp.route("/email-change/undo/<token>", methods=["GET", "POST"])
+def email_undo(token: str):
+    """From the email the address left gets: put it back."""
+    reader = _by_its_button(Purpose.EMAIL_UNDO, token, "readers/email_undo.html",
+                            {"old_email": "o"}, address_change.undo_email_change)
+    if not isinstance(reader, Reader):
+        return reader
+    sign_in(reader, OWN_INBOX)  # the link went to this address alone
+    session["preferences_saved"] = {"changes": {}, "address_back": reader.email}
     return redirect(url_for("readers.preferences"), code=303)
 
 
@@ -312,6 +307,8 @@ def export():
         abort(401, "Follow the link in one of our emails to download your data.")
     from newsletter.delivery.history import sent_to_reader
 
+    if not signed_in_from_own_inbox():
+        return own_inbox_needed(reader, "download your data")
     data = privacy.export_reader(reader)
     data["emails_sent"] = sent_to_reader(reader.id)
     data["billing"] = billing_privacy.export(reader, utcnow())
@@ -332,9 +329,7 @@ def erase():
         problem = FieldError("confirm", "Tick the box to confirm that everything is erased.")
         return _preferences_page(reader, errors=InvalidInput([problem]), status=400)
     if not signed_in_from_own_inbox():
-        send_fresh_link(reader)
-        return render_template("readers/fresh_link.html", reader=reader,
-                               what="delete your data"), 403
+        return own_inbox_needed(reader, "delete your data")
     try:
         privacy.erase_reader(reader_services(), reader, request_actor("preferences"))
     except BillingUnavailable:

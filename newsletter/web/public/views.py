@@ -10,7 +10,7 @@ from newsletter.content import service as content
 from newsletter.db import db, utcnow
 from newsletter.mail import brand
 from newsletter.web.pagination import page_number
-from newsletter.web.public.readers import current_reader
+from newsletter.web.public.reader_sessions import current_reader
 from newsletter.wiring import services
 
 bp = Blueprint("public", __name__)

@@ -32,6 +32,7 @@ def command_actor() -> audit.AdminActor:
     return audit.AdminActor(admin_id=None, name=f"{PREFIX} ({_runner()})")
 
 
-def record(action: str, target: str = "", **detail) -> None:
-    """Audit what this command did (its own commit: the change was committed already)."""
-    audit.record(command_actor(), action, target, detail)
+def record(action: str, target: str = "", *, commit: bool = True, **detail) -> None:
+    """Audit what this command did: in its own commit (the change was committed already),
+    or with ``commit=False`` in the command's transaction, committed by the command."""
+    audit.record(command_actor(), action, target, detail, commit=commit)

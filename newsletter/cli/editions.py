@@ -78,10 +78,13 @@ def edition_create(subject, preheader, markdown_file, slugs, topics, tier, no_tr
     except OSError as exc:
         raise click.ClickException(f"cannot read {markdown_file.name}: {exc}") from None
     from newsletter.cli.actors import record
+    from newsletter.db import db
 
+    # The edition and its audit entry: one commit.
     record("scheduled edition" if edition.send_at else "saved draft", f"edition {edition.id}",
-           subject=edition.subject,
+           commit=False, subject=edition.subject,
            send_at=edition.send_at.isoformat() if edition.send_at else None)
+    db.session.commit()
     click.echo(edition.id)
     state = (f"scheduled for {edition.send_at.isoformat(timespec='minutes')}"
              if edition.send_at else "draft")

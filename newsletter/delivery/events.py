@@ -147,8 +147,9 @@ def handle(event: Event, *, tokens: DeliveryTokens, services: subscribers.Reader
         subscribers.suppress_hash(digest, SuppressionReason.COMPLAINT)
         reader = db.session.scalar(select(Reader).where(Reader.email_hash == digest))
         if reader is not None and reader.status != "unsubscribed":
-            db.session.commit()
-            subscribers.unsubscribe(services, reader, subscribers.Actor(source="complaint"))
+            # In the event's own transaction: suppressed and unsubscribed together, or
+            # (a crash) neither, and the report is read again.
+            subscribers.leave(services, reader, subscribers.Actor(source="complaint"))
     db.session.commit()
     return event.kind
 

@@ -40,9 +40,8 @@ def save_draft(edition_id: int | None, *, subject: str, preheader: str, markdown
         edition = create_edition(
             subject=subject, preheader=preheader or first_paragraph_text(
                 body_html, PREHEADER_LENGTH), sections=sections, body_html=body_html,
-            body_text=body_text, topics=topics, tier=tier)
-        edition.content = {**edition.content, "markdown": markdown}
-        db.session.commit()
+            body_text=body_text, topics=topics, tier=tier, markdown=markdown)
+        db.session.commit()  # the draft and its Markdown source, together
         return edition
     edition = db.session.get(Edition, edition_id)
     if edition is None:

@@ -209,8 +209,8 @@ def _by_key(key: str) -> Edition | None:
 
 
 def _replayed(edition: Edition, request: EditionRequest) -> Edition:
-    # An edition edited in the composer since has lost the fingerprint; it stays the
-    # answer to its key.
+    # The fingerprint is stored with the edition (one commit). An edition edited in the
+    # composer since has lost it; it stays the answer to its key.
     stored = (edition.content or {}).get("request_sha256")
     if stored not in (None, request.fingerprint()):
         raise KeyReused(edition.id)
@@ -244,18 +244,17 @@ def create_requested(payload: Any, *, now: datetime, recipients: Callable[[Editi
             body_text=body_text, topics=request.topics, tier=request.tier,
             preheader=request.preheader or first_paragraph_text(body_html, PREHEADER_LENGTH),
             send_at=request.send_at, kind=EditionKind.SPECIAL.value,
-            idempotency_key=idempotency_key)
+            idempotency_key=idempotency_key, markdown=request.markdown,
+            request_sha256=request.fingerprint() if idempotency_key is not None else None)
+        # One commit: the edition, its Markdown and its request's fingerprint together, so
+        # a key reused with another body can never find an edition without a fingerprint.
+        db.session.commit()
     except IntegrityError:
         db.session.rollback()
         winner = _by_key(idempotency_key) if idempotency_key is not None else None
         if winner is None:
             raise
         return _replayed(winner, request), False
-    extra: dict[str, Any] = {"markdown": request.markdown}
-    if idempotency_key is not None:
-        extra["request_sha256"] = request.fingerprint()
-    edition.content = {**edition.content, **extra}
-    db.session.commit()
     return edition, True
 
 

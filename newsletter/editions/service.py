@@ -57,8 +57,13 @@ def create_edition(*, subject: str, sections: list[dict[str, Any]] | None = None
                    topics: list[str] | None = None, tier: str = entitlements.TIER_ALL,
                    send_at: datetime | None = None, tracking: bool = True,
                    kind: str = EditionKind.SPECIAL.value,
-                   idempotency_key: str | None = None) -> Edition:
-    """Create a draft (or scheduled, with ``send_at``) edition; raises ``InvalidInput``.
+                   idempotency_key: str | None = None, markdown: str | None = None,
+                   request_sha256: str | None = None) -> Edition:
+    """Add a draft (or scheduled, with ``send_at``) edition and flush it; the caller's use
+    case commits, so what the edition says, its Markdown source (``markdown``) and the
+    fingerprint of the API request that made it (``request_sha256``) are stored in one
+    transaction or not at all. Raises ``InvalidInput``, or ``IntegrityError`` at the flush
+    for an ``idempotency_key`` taken meanwhile.
 
     ``sections``: [{"title": str, "synthesis_ids": [int]}]. ``topics``: audience topic slugs
     (empty: everyone). ``tier``: "all" or "paid".
@@ -71,7 +76,9 @@ def create_edition(*, subject: str, sections: list[dict[str, Any]] | None = None
         kind=kind, subject=subject, preheader=preheader,
         slug=unique_slug(Edition.slug,
                          f"{(send_at or utcnow()).date().isoformat()}-{slugify(subject, 60)}"),
-        content={"sections": sections, "body_html": body_html, "body_text": body_text},
+        content={"sections": sections, "body_html": body_html, "body_text": body_text,
+                 **({"markdown": markdown} if markdown is not None else {}),
+                 **({"request_sha256": request_sha256} if request_sha256 else {})},
         audience={"topics": list(topics or []), "tier": tier},
         tracking=tracking, send_at=send_at, idempotency_key=idempotency_key,
         status=EditionStatus.SCHEDULED.value if send_at else EditionStatus.DRAFT.value,
@@ -80,7 +87,6 @@ def create_edition(*, subject: str, sections: list[dict[str, Any]] | None = None
     db.session.flush()
     tag_topics(edition.id, [*edition.audience["topics"],
                             *(section["topic"] for section in sections if section.get("topic"))])
-    db.session.commit()
     return edition
 
 

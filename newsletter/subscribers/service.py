@@ -365,6 +365,16 @@ def update_preferences(services: ReaderServices, reader: Reader, form: dict[str,
 def unsubscribe(services: ReaderServices, reader: Reader, actor: Actor,
                 topic_slug: str | None = None) -> bool:
     """Leave one topic, or everything; return True if something changed (idempotent).
+    The use case: :func:`leave` and one commit."""
+    changed = leave(services, reader, actor, topic_slug)
+    db.session.commit()
+    return changed
+
+
+def leave(services: ReaderServices, reader: Reader, actor: Actor,
+          topic_slug: str | None = None) -> bool:
+    """What :func:`unsubscribe` does, in the caller's transaction (flushed, not committed):
+    for a use case that unsubscribes as one of its steps (a complaint).
 
     Leaving the last followed topic leaves everything. Leaving everything suppresses the
     address, so no send path mails it again until a new confirmed subscription. Delivery
@@ -378,7 +388,6 @@ def unsubscribe(services: ReaderServices, reader: Reader, actor: Actor,
         if remaining:
             reader.followed = remaining
             record_event(services, reader, "unsubscribe_topic", actor, detail={"topic": topic_slug})
-            db.session.commit()
             return True
     if reader.status == ReaderStatus.UNSUBSCRIBED.value:
         return False
@@ -386,6 +395,5 @@ def unsubscribe(services: ReaderServices, reader: Reader, actor: Actor,
     reader.unsubscribed_at = utcnow()
     suppress(services, reader.email, SuppressionReason.UNSUBSCRIBED)
     record_event(services, reader, "unsubscribe", actor,
-            detail={"topic": topic_slug} if topic_slug else {})
-    db.session.commit()
+                 detail={"topic": topic_slug} if topic_slug else {})
     return True

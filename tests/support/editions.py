@@ -22,6 +22,7 @@ def special_edition(subject: str = "Breaking: a test edition", n_syntheses: int 
         subject=subject, preheader="What happened today",
         sections=[{"title": "AI policy and safety",
                    "synthesis_ids": [s.id for s in syntheses]}], **kwargs)
+    db.session.commit()  # create_edition flushes; the use case (here, the test) commits
     return edition
 
 

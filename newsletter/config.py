@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from newsletter.errors import Invalid
 from newsletter.instance import (
     SECRET_KEY_FILE,
     instance_base_url,
@@ -238,7 +239,7 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
-class ConfigError(RuntimeError):
+class ConfigError(Invalid, RuntimeError):
     """A setting is missing or malformed; the message says which and why in one line."""
 
 

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
+from newsletter.errors import Unavailable
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 MAX_REDIRECTS = 5
@@ -120,7 +122,7 @@ def address_kind(address: str | IPAddress) -> AddressKind | None:
 
 # -- errors ---------------------------------------------------------------------------------
 
-class OutboundError(Exception):
+class OutboundError(Unavailable):
     """A URL could not be fetched; the message says why in one line."""
 
 

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from newsletter.errors import Invalid
+
 
 @dataclass(frozen=True)
 class FieldError:
@@ -19,7 +21,7 @@ class FieldError:
         return f"{self.field}: {self.message}"
 
 
-class InvalidInput(ValueError):
+class InvalidInput(Invalid, ValueError):
     """Input has problems; ``errors`` lists every one of them, each naming its field."""
 
     def __init__(self, errors: list[FieldError]):
@@ -62,7 +64,7 @@ MAX_JSON_DEPTH = 64
 _MAX_JSON_DIGITS = 20  # 2**64 has 20 digits (Postmark ids have 19)
 
 
-class JsonRefused(ValueError):
+class JsonRefused(Invalid, ValueError):
     """The body is JSON we will not read (too deep, a number too long, broken text)."""
 
 

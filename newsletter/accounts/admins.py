@@ -25,6 +25,7 @@ from newsletter.accounts import audit, sessions
 from newsletter.accounts.models import Admin, SignInFailure
 from newsletter.accounts.roles import ROLES
 from newsletter.db import db, utcnow
+from newsletter.errors import Invalid
 
 MAX_FAILURES = 5
 LOCKOUT = timedelta(minutes=15)
@@ -45,11 +46,11 @@ UNKNOWN_ADDRESS = "(an address with no account)"
 _DUMMY_HASH = generate_password_hash("not-a-password-anyone-has", method=HASH_METHOD)
 
 
-class AccountError(ValueError):
+class AccountError(Invalid, ValueError):
     """An account cannot be created or changed as asked; the message says why."""
 
 
-class SignInRefused(Exception):
+class SignInRefused(Invalid):
     """Wrong address, password or code (deliberately one message for all three)."""
 
 

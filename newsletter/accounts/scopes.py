@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import StrEnum
 
+from newsletter.errors import Invalid
+
 
 class Scope(StrEnum):
     SYNTHESES_WRITE = "syntheses:write"
@@ -45,7 +47,7 @@ DEFAULT: frozenset[Scope] = frozenset({Scope.SYNTHESES_WRITE})
 ALL: tuple[Scope, ...] = tuple(Scope)
 
 
-class UnknownScope(ValueError):
+class UnknownScope(Invalid, ValueError):
     """A scope name that is not one of :class:`Scope`."""
 
 

@@ -20,13 +20,14 @@ from newsletter.accounts import audit, scopes
 from newsletter.accounts.models import ApiToken
 from newsletter.accounts.scopes import Scope
 from newsletter.db import db, utcnow
+from newsletter.errors import Invalid
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 TOKEN_PREFIX = "nl_"  # noqa: S105 - a public prefix, not a secret
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
-class TokenError(ValueError):
+class TokenError(Invalid, ValueError):
     """A token name is malformed, taken or unknown, or its scopes are none."""
 
 

@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from newsletter.errors import Conflict, Unavailable
 
-class BillingUnavailable(Exception):
+
+class BillingUnavailable(Unavailable):
     """The payment provider could not be reached or failed on its side; nothing changed."""
 
 
-class BillingRefused(Exception):
+class BillingRefused(Conflict):
     """The payment provider refused the request (it does not know the object, or a
     parameter is wrong); retrying will not help."""
 

@@ -37,6 +37,7 @@ from newsletter.billing.gateway import (
     PaymentGateway,
     PriceInfo,
 )
+from newsletter.errors import Conflict, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +45,15 @@ PLANS = ("monthly", "yearly")
 PRICE_CACHE = timedelta(minutes=10)
 
 
-class PaymentsOff(Exception):
+class PaymentsOff(Unavailable):
     """Payments are not set up on this site (no Stripe key or no prices)."""
 
 
-class CannotUpgrade(Exception):
+class CannotUpgrade(Conflict):
     """The reader cannot start a checkout now; the message says why, in their words."""
 
 
-class NoCustomer(Exception):
+class NoCustomer(Conflict):
     """The reader has never paid: there is no billing to manage."""
 
 

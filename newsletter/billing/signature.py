@@ -14,12 +14,12 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 
+from newsletter.errors import SignatureError
+
 TOLERANCE_SECONDS = 300
 MAX_HEADER = 4096
 
 
-class SignatureError(Exception):
-    """Not proven to come from Stripe (answer 401, change nothing)."""
 
 
 def sign(body: bytes, secret: str, timestamp: int) -> str:

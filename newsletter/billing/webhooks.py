@@ -35,6 +35,7 @@ from newsletter.billing.service import Billing
 from newsletter.billing.signature import SignatureError, verify
 from newsletter.billing.sync import sync_subscription
 from newsletter.db import db
+from newsletter.errors import PayloadError
 from newsletter.validation import load_json
 
 __all__ = ["PayloadError", "SignatureError", "WebhookAnswer", "handle"]
@@ -48,8 +49,6 @@ PAID_EVENTS = frozenset({"invoice.paid", "invoice.payment_succeeded"})
 FAILED_EVENTS = frozenset({"invoice.payment_failed"})
 
 
-class PayloadError(ValueError):
-    """Signed by Stripe, but not an event we can read (answer 400)."""
 
 
 @dataclass(frozen=True)

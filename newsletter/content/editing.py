@@ -20,13 +20,14 @@ from newsletter.content.models import Synthesis, SynthesisStatus, Topic, synthes
 from newsletter.content.service import upsert_synthesis
 from newsletter.content.validation import MAX_MENTIONS, parse_synthesis
 from newsletter.db import db, utcnow
+from newsletter.errors import Conflict
 
 PAGE = 25
 EDITABLE = ("title", "summary", "context", "analysis", "watch", "byline", "source_name",
             "source_url")
 
 
-class EditConflict(Exception):
+class EditConflict(Conflict):
     """Someone else saved the synthesis after this editor opened it."""
 
 

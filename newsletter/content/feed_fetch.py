@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import feedparser
 
+from newsletter.errors import Unavailable
 from newsletter.outbound import PUBLIC_ONLY, AddressGuard, OutboundError, RefusedAddress, open_url
 
 USER_AGENT = "newsletter-feeds/1.0 (RSS/Atom poller of the newsletter publication system)"
@@ -24,7 +25,7 @@ MAX_FEED_BYTES = 5 * 1024 * 1024
 ALLOWED_HOSTS_SETTING = "NEWSLETTER_FEED_ALLOWED_HOSTS"
 
 
-class FeedError(Exception):
+class FeedError(Unavailable):
     """A feed could not be fetched or is not an RSS/Atom feed; the message says why."""
 
 

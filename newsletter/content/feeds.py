@@ -30,6 +30,7 @@ from newsletter.content.models import Feed, FeedEntry
 from newsletter.content.service import IngestOutcome, ingest, resolve_topics
 from newsletter.content.validation import MAX_TOPICS, InvalidSynthesis, check_http_url
 from newsletter.db import db, utcnow
+from newsletter.errors import NotFound
 from newsletter.validation import FieldError, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ DEFAULT_FETCHER = FeedFetcher()
 
 
 
-class FeedNotFound(LookupError):
+class FeedNotFound(NotFound, LookupError):
     """No feed with that id or URL."""
 
 

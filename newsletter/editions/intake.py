@@ -42,6 +42,7 @@ from newsletter.editions.markdown import first_paragraph_text, render_markdown
 from newsletter.editions.models import Edition, EditionKind
 from newsletter.editions.service import create_edition, validate_edition
 from newsletter.editions.specials import PREHEADER_LENGTH
+from newsletter.errors import Conflict
 from newsletter.validation import FieldError, InvalidInput, aware_datetime
 
 FIELDS = ("subject", "preheader", "markdown", "synthesis_ids", "topics", "tier", "send_at")
@@ -57,7 +58,7 @@ KEY_LENGTH = 100
 _API_FIELD = {"sections": "synthesis_ids"}
 
 
-class KeyReused(Exception):
+class KeyReused(Conflict):
     """The idempotency key already names an edition made from a different request."""
 
     def __init__(self, edition_id: int):

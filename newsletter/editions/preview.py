@@ -12,13 +12,14 @@ from typing import Any
 from newsletter.content import service as content
 from newsletter.content.models import Synthesis
 from newsletter.editions.render import synthesis_dict
+from newsletter.errors import Invalid
 from newsletter.mail import MailSetup, SendResult, TransportError, build_message
 from newsletter.mail.message import reply_to_header
 from newsletter.subscribers import service as readers
 from newsletter.subscribers.addresses import InvalidAddress, normalise_email
 
 
-class PreviewError(Exception):
+class PreviewError(Invalid):
     """The test message was not sent; the message says why, in one line."""
 
 

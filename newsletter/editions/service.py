@@ -34,12 +34,13 @@ from newsletter.editions.render import (
     template_to_json,
     track_links,
 )
+from newsletter.errors import Conflict
 from newsletter.validation import FieldError, InvalidInput
 
 HTML, TEXT = "html", "text"
 
 
-class EditionStateError(Exception):
+class EditionStateError(Conflict):
     """The edition is not in a state that allows this (the message says which)."""
 
 

@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from dkim.crypto import UnparsableKeyError, parse_pem_private_key
 
+from newsletter.errors import Invalid
+
 __all__ = ["DEFAULT_SIGNED_HEADERS", "MIN_KEY_BITS", "DkimError", "DkimSigner",
            "check_private_key", "read_private_key"]
 
@@ -32,7 +34,7 @@ DEFAULT_SIGNED_HEADERS: tuple[str, ...] = (
 )
 
 
-class DkimError(Exception):
+class DkimError(Invalid):
     """The DKIM key is unreadable or invalid, or a message cannot be signed."""
 
 

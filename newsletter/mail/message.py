@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
+from newsletter.errors import Invalid
+
 __all__ = ["HeaderValueError", "build_message"]
 
 _POLICY = email.policy.SMTP
@@ -39,7 +41,7 @@ _HTML_PART = (b'Content-Type: text/html; charset="utf-8"\r\n'
               b"Content-Transfer-Encoding: quoted-printable\r\n")
 
 
-class HeaderValueError(ValueError):
+class HeaderValueError(Invalid, ValueError):
     """A header name or value would break the header block (CR, LF or NUL in it)."""
 
     def __init__(self, header: str, problem: str = "contains CR, LF or NUL") -> None:

@@ -34,6 +34,7 @@ import jinja2
 import mjml
 from markupsafe import Markup, escape
 
+from newsletter.errors import Invalid
 from newsletter.mail import brand
 
 __all__ = ["EmailRenderer", "PersonalTemplate", "RenderedEmail", "TemplateError"]
@@ -41,7 +42,7 @@ __all__ = ["EmailRenderer", "PersonalTemplate", "RenderedEmail", "TemplateError"
 TEXT_WIDTH = 72
 
 
-class TemplateError(Exception):
+class TemplateError(Invalid):
     """An email template could not be rendered or compiled; ``name`` says which."""
 
     def __init__(self, name: str, message: str) -> None:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from newsletter.errors import Unavailable
+
 __all__ = [
     "SMTPTransport", "SendResult", "SmtpSettings", "Transport", "TransportError",
     "make_transport", "parse_smtp_url",
@@ -32,7 +34,7 @@ class SendResult:
     reply: str
 
 
-class TransportError(Exception):
+class TransportError(Unavailable):
     """The message was not accepted.
 
     ``code`` is the SMTP reply code (``None`` for network failures), ``reply`` the server's

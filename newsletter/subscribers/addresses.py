@@ -7,10 +7,12 @@ import hmac
 
 from email_validator import EmailNotValidError, validate_email
 
+from newsletter.errors import Invalid
+
 MAX_EMAIL_LENGTH = 254
 
 
-class InvalidAddress(ValueError):
+class InvalidAddress(Invalid, ValueError):
     """The address cannot receive mail; the message says why, for the reader."""
 
 

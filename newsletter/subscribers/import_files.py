@@ -18,6 +18,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from newsletter.errors import Invalid
+
 MAX_BYTES = 20 * 1024 * 1024
 MAX_FIELD = 1000
 MAX_COLUMNS = 50
@@ -33,7 +35,7 @@ _GUESSES = {
 }
 
 
-class UnreadableFile(ValueError):
+class UnreadableFile(Invalid, ValueError):
     """The file cannot be read as CSV text; the message says why and what to do."""
 
 
@@ -75,7 +77,7 @@ def physical_lines(text: str) -> Iterator[tuple[int, str]]:
             yield number, line
 
 
-class LineProblem(ValueError):
+class LineProblem(Invalid, ValueError):
     """What is wrong with one line (the message is shown in the report)."""
 
 

@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 
 from newsletter.content.models import Topic
 from newsletter.db import db, utcnow
+from newsletter.errors import Conflict, Invalid
 from newsletter.subscribers.csv_export import csv_lines
 from newsletter.subscribers.import_files import (
     MAX_BYTES,
@@ -61,11 +62,11 @@ __all__ = ["MAX_BYTES", "SMALL", "FileTooLarge", "ImportStateError", "Unreadable
            "run_now"]
 
 
-class FileTooLarge(ValueError):
+class FileTooLarge(Invalid, ValueError):
     """The file is over :data:`MAX_BYTES`."""
 
 
-class ImportStateError(Exception):
+class ImportStateError(Conflict):
     """The job is not in the state the action needs (it started, or is gone)."""
 
 

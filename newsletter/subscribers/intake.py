@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from newsletter.db import db, utcnow
+from newsletter.errors import Conflict
 from newsletter.subscribers import service
 from newsletter.subscribers.addresses import email_hash, normalise_email
 from newsletter.subscribers.models import Reader, ReaderStatus
@@ -21,7 +22,7 @@ _ALLOWED = {"email", "first_name", "topics", "timezone", "delivery_time", "frequ
 _CONSENT_FIELDS = {"obtained_at", "wording_version", "source_detail", "ip", "user_agent"}
 
 
-class AddressSuppressed(Exception):
+class AddressSuppressed(Conflict):
     """The address is on the suppression list; only a confirmed subscription lifts it."""
 
 

@@ -5,13 +5,14 @@ unsubscribing (``service.unsubscribe``) and erasure (``privacy.erase_reader``): 
 from __future__ import annotations
 
 from newsletter.db import db
+from newsletter.errors import Conflict
 from newsletter.subscribers.models import Reader, ReaderStatus
 from newsletter.subscribers.preferences import parse_topics
 from newsletter.subscribers.service import Actor, ReaderServices, record_event, set_topics
 from newsletter.validation import FieldError, InvalidInput
 
 
-class ReaderErased(Exception):
+class ReaderErased(Conflict):
     """The reader was erased: nothing of theirs can change any more."""
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, func, select
 
 from newsletter.content.models import Topic
 from newsletter.db import db
+from newsletter.errors import Invalid
 from newsletter.subscribers.models import Reader, ReaderStatus, ReaderTopic, Suppression
 
 PAGE = 25
@@ -20,7 +21,7 @@ MAX_QUERY = 200
 STATUSES = tuple(s.value for s in ReaderStatus)
 
 
-class BadFilter(ValueError):
+class BadFilter(Invalid, ValueError):
     """A filter names a status or topic that does not exist; the message says which."""
 
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 
 from newsletter.db import db
+from newsletter.errors import Conflict
 from newsletter.subscribers.addresses import email_hash, normalise_email
 from newsletter.subscribers.models import Reader, ReaderStatus, Suppression, SuppressionReason
 from newsletter.subscribers.service import Actor, ReaderServices, record_event, suppress
@@ -26,7 +27,7 @@ LIFTABLE = frozenset({SuppressionReason.MANUAL.value, SuppressionReason.HARD_BOU
 REASONS = tuple(r.value for r in SuppressionReason)
 
 
-class NotLiftable(Exception):
+class NotLiftable(Conflict):
     """This entry may not be lifted from the admin area; the message says why."""
 
 

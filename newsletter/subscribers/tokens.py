@@ -13,6 +13,8 @@ from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
+from newsletter.errors import Invalid
+
 
 class Purpose(StrEnum):
     CONFIRM = "confirm"            # double opt-in link
@@ -27,7 +29,7 @@ class Purpose(StrEnum):
 UNDO_MAX_AGE_DAYS = 14
 
 
-class TokenInvalid(Exception):
+class TokenInvalid(Invalid):
     """Forged, tampered, for another purpose, or malformed."""
 
 

@@ -6,9 +6,22 @@ from urllib.parse import urlsplit
 
 from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import (
+    BadRequest,
+    HTTPException,
+    NotFound,
+    ServiceUnavailable,
+)
+from werkzeug.exceptions import Conflict as ConflictAnswer
 
+from newsletter.errors import NewsletterError
 from newsletter.web import filters
+
+# The one mapping of a domain error's kind (``newsletter.errors``) to an HTTP answer.
+KIND_ANSWERS: dict[str, type[HTTPException]] = {
+    "invalid": BadRequest, "conflict": ConflictAnswer, "not_found": NotFound,
+    "unavailable": ServiceUnavailable,
+}
 
 
 def _wants_json() -> bool:
@@ -102,6 +115,18 @@ def register_web(app: Flask) -> None:
             return jsonify(error=error.name.lower(), message=error.description), error.code
         template = "admin/error.html" if request.path.startswith("/admin") else "error.html"
         return render_template(template, error=error), error.code
+
+    @app.errorhandler(NewsletterError)
+    def _domain_error(error: NewsletterError):
+        """A domain error no view caught: its kind's status and the same answer as any
+        HTTP error (JSON for the API and hooks, a page elsewhere), never a 500."""
+        answer = KIND_ANSWERS.get(error.kind, BadRequest)(description=str(error) or None)
+        response = _http_error(answer)
+        body, status = response if isinstance(response, tuple) else (response, answer.code)
+        if _wants_json() and getattr(error, "errors", None):
+            body = jsonify(error=answer.name.lower(), message=str(error),
+                           problems=[problem.as_dict() for problem in error.errors])
+        return body, status
 
     form_action = " ".join(["'self'", *_payment_origins(app.config)])
 

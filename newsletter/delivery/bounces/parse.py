@@ -47,6 +47,7 @@ from newsletter.delivery.events import (
     REPORTED_TOKEN_RE,
     UNKNOWN,
 )
+from newsletter.errors import Invalid
 from newsletter.mail.policy import classify_dsn_status, normalise_status
 
 __all__ = ["BounceReport", "MalformedReport", "parse_report"]
@@ -92,7 +93,7 @@ class BounceReport:
     report_id: str  # the report's Message-ID, else the hex SHA-256 of its raw bytes
 
 
-class MalformedReport(ValueError):
+class MalformedReport(Invalid, ValueError):
     """The message is not a DSN or an ARF report, or too broken to read; the text says why."""
 
 

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from newsletter.delivery.events import DETAIL_MAX, REPORTED_TOKEN_RE, Event
+from newsletter.errors import PayloadError, SignatureError
 from newsletter.validation import load_json
 
 __all__ = [
@@ -49,12 +50,6 @@ METADATA_FIELD = "nl_token"
 HEADER_FIELD = "x-newsletter-token"
 
 
-class SignatureError(Exception):
-    """Not proven to come from the provider (answer 401)."""
-
-
-class PayloadError(ValueError):
-    """Authenticated, but unreadable or unsupported (answer 400)."""
 
 
 class CertificateFetcher(Protocol):

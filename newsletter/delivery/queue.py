@@ -15,6 +15,8 @@ from sqlalchemy import Connection, bindparam, text
 
 from newsletter.db import UTCDateTime
 from newsletter.editions import audience
+from newsletter.subscribers.models import SuppressionReason
+from newsletter.subscribers.suppression import suppress_hashes
 
 
 @dataclass(frozen=True)
@@ -158,23 +160,16 @@ _SET = {
                 "next_attempt_at = :next",
 }
 
-# -- name: suppress-bounced
-# Contract: the reader of a bounced delivery goes on the suppression list (by keyed hash)
-# with the reason: at once for a hard bounce; for a soft one when :limit soft bounces of the
-# address fall in the window (:since), this one recorded first. Replaying adds nothing.
-_SUPPRESS = """
-INSERT INTO suppressions (email_hash, reason, created_at)
-SELECT r.email_hash, :reason, :now FROM deliveries d JOIN readers r ON r.id = d.reader_id
-WHERE d.id = :id AND r.email_hash IS NOT NULL
-ON CONFLICT (email_hash) DO NOTHING
-"""
-_SUPPRESS_SOFT = """
-INSERT INTO suppressions (email_hash, reason, created_at)
-SELECT r.email_hash, 'soft_bounces', :now FROM deliveries d JOIN readers r ON r.id = d.reader_id
-WHERE d.id = :id AND r.email_hash IS NOT NULL AND (
+# -- name: bounced-addresses
+# Contract: the keyed hash of the reader of each bounced delivery (:ids), and how many soft
+# bounces that address had since :since (this one recorded first) — what the bounce rule
+# needs to decide who is suppressed (``subscribers.suppression`` writes it).
+_BOUNCED = """
+SELECT d.id, r.email_hash, (
   SELECT count(*) FROM bounce_events b WHERE b.email_hash = r.email_hash
-    AND b.kind = 'soft_bounce' AND b.occurred_at >= :since) >= :limit
-ON CONFLICT (email_hash) DO NOTHING
+    AND b.kind = 'soft_bounce' AND b.occurred_at >= :since) AS soft
+FROM deliveries d JOIN readers r ON r.id = d.reader_id
+WHERE d.id IN :ids AND r.email_hash IS NOT NULL
 """
 _BOUNCE_EVENT = """
 INSERT INTO bounce_events (email_hash, delivery_id, kind, source, occurred_at, detail)
@@ -242,18 +237,31 @@ def write_outcomes(conn: Connection, outcomes: list[SendOutcome], *, worker: str
         conn.execute(_sql(
             f"UPDATE deliveries SET {_SET[status]}, lease_owner = NULL, lease_until = NULL "  # noqa: S608 - fixed fragments
             "WHERE id = :id"), params_list)
-    for params in by_status.get("bounced", []):
+    bounced = by_status.get("bounced", [])
+    for params in bounced:
         conn.execute(_sql(_BOUNCE_EVENT), {**params, "kind": params["bounce"],
                                            "source": "smtp", "detail": params["reply"]})
-        if params["bounce"] == "hard_bounce":
-            conn.execute(_sql(_SUPPRESS), {**params, "reason": "hard_bounce"})
-        else:
-            conn.execute(_sql(_SUPPRESS_SOFT).bindparams(_dt("since")),
-                         {**params, "since": now - soft.window, "limit": soft.limit})
+    if bounced:
+        _suppress_bounced(conn, bounced, now, soft)
     if attempts:
         conn.execute(_sql(_ATTEMPT), attempts)
     conn.commit()
     return applied
+
+
+def _suppress_bounced(conn: Connection, bounced: list[dict], now: datetime,
+                      soft: SoftBounceRule) -> None:
+    """A hard bounce suppresses its address at once; a soft one when the address has had
+    ``soft.limit`` within ``soft.window`` (this one counted)."""
+    kinds = {params["id"]: params["bounce"] for params in bounced}
+    rows = conn.execute(text(_BOUNCED).bindparams(bindparam("ids", expanding=True),
+                                                  _dt("since")),
+                        {"ids": sorted(kinds), "since": now - soft.window}).all()
+    suppress_hashes(conn, [r.email_hash for r in rows if kinds[r.id] == "hard_bounce"],
+                    SuppressionReason.HARD_BOUNCE, now)
+    suppress_hashes(conn, [r.email_hash for r in rows
+                           if kinds[r.id] != "hard_bounce" and r.soft >= soft.limit],
+                    SuppressionReason.SOFT_BOUNCES, now)
 
 
 # -- name: renew-leases

@@ -45,6 +45,7 @@ from newsletter.subscribers.preferences import (
     parse_topics,
     valid_timezone,
 )
+from newsletter.subscribers.suppression import suppress_hashes
 from newsletter.subscribers.tokens import Purpose, TokenInvalid, Tokens
 from newsletter.validation import FieldError, InvalidInput
 
@@ -141,9 +142,9 @@ def suppress(services: ReaderServices, email: str, reason: SuppressionReason) ->
 
 
 def suppress_hash(digest: str, reason: SuppressionReason) -> None:
-    """Suppress by keyed hash, for callers that only know the hash (bounce reports)."""
-    if db.session.scalar(select(Suppression.id).where(Suppression.email_hash == digest)) is None:
-        db.session.add(Suppression(email_hash=digest, reason=reason.value))
+    """Suppress by keyed hash, for callers that only know the hash (bounce reports), in
+    the session's transaction (``suppression``, the one writer)."""
+    suppress_hashes(db.session.connection(), [digest], reason, utcnow())
 
 
 def lift_suppression(services: ReaderServices, email: str) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import case, func, select
 
-from newsletter.content.models import Synthesis, Topic, synthesis_topics
+from newsletter.content.models import TOPIC_ORDER, Synthesis, Topic, synthesis_topics
 from newsletter.db import db
 
 PAID = "paid"
@@ -195,7 +195,7 @@ def offered_topics(reader: Any = None, now: datetime | None = None) -> list[Topi
     for a paying reader; and any premium topic a reader already follows (kept after a
     downgrade, so saving the form does not drop it; it sends nothing until they pay).
     ``reader`` None (a new reader, an import): the free topics."""
-    topics = list(db.session.scalars(select(Topic).order_by(Topic.position, Topic.name)))
+    topics = list(db.session.scalars(select(Topic).order_by(*TOPIC_ORDER)))
     if reader is None:
         return [topic for topic in topics if not topic.premium]
     paying = reader_is_paying(reader, now) if now is not None \
@@ -207,4 +207,4 @@ def offered_topics(reader: Any = None, now: datetime | None = None) -> list[Topi
 
 def premium_topics() -> list[Topic]:
     return list(db.session.scalars(
-        select(Topic).where(Topic.premium.is_(True)).order_by(Topic.position, Topic.name)))
+        select(Topic).where(Topic.premium.is_(True)).order_by(*TOPIC_ORDER)))

@@ -50,6 +50,11 @@ class Topic(Base):
         return f"<Topic {self.slug}>"
 
 
+# The one order of topics, everywhere they are listed: the editor's position, then the id
+# (positions tie only in data made before topics could be reordered).
+TOPIC_ORDER = (Topic.position, Topic.id)
+
+
 class Synthesis(Base):
     """One published piece: a summary of a source article plus the analyst's context and take."""
 
@@ -77,7 +82,7 @@ class Synthesis(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     topics: Mapped[list[Topic]] = relationship(
-        secondary=synthesis_topics, order_by=Topic.position, lazy="selectin"
+        secondary=synthesis_topics, order_by=TOPIC_ORDER, lazy="selectin"
     )
 
     __table_args__ = (Index("ix_syntheses_status_published_at", "status", "published_at"),

@@ -12,7 +12,13 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from newsletter.content.models import Synthesis, SynthesisStatus, Topic, synthesis_topics
+from newsletter.content.models import (
+    TOPIC_ORDER,
+    Synthesis,
+    SynthesisStatus,
+    Topic,
+    synthesis_topics,
+)
 from newsletter.content.validation import (
     FieldError,
     InvalidSynthesis,
@@ -164,7 +170,7 @@ def _visible(now: datetime | None = None):
 
 
 def list_topics() -> list[Topic]:
-    return list(db.session.scalars(select(Topic).order_by(Topic.position, Topic.name)))
+    return list(db.session.scalars(select(Topic).order_by(*TOPIC_ORDER)))
 
 
 def get_topic(slug: str) -> Topic | None:

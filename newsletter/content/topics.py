@@ -12,7 +12,7 @@ import re
 
 from sqlalchemy import func, select
 
-from newsletter.content.models import Topic
+from newsletter.content.models import TOPIC_ORDER, Topic
 from newsletter.content.service import slugify, unique_slug
 from newsletter.db import db
 from newsletter.validation import FieldError, InvalidInput
@@ -79,7 +79,7 @@ def update_topic(topic: Topic, name: str, description: str, premium: bool) -> li
 def move_topic(topic: Topic, step: int) -> bool:
     """Move a topic ``step`` places (-1 up, +1 down); whether it moved."""
     ordered = list(db.session.scalars(
-        select(Topic).order_by(Topic.position, Topic.name).with_for_update()))
+        select(Topic).order_by(*TOPIC_ORDER).with_for_update()))
     index = next(i for i, t in enumerate(ordered) if t.id == topic.id)
     target = min(max(index + step, 0), len(ordered) - 1)
     if target == index:

@@ -20,6 +20,18 @@ from sqlalchemy import Date, TextClause, bindparam, text
 from newsletter.billing.entitlements import paid_sql
 
 
+def nobody_would_receive(topics: list[str], paid: bool) -> str:
+    """Why an audience is empty, in the one wording the composer and the API both show:
+    "nobody would receive this edition: no active reader who takes special editions
+    follows chips and has the paid plan"."""
+    who = "no active reader who takes special editions"
+    if topics:
+        who += f" follows {', '.join(topics)}"
+    if paid:
+        who += " and has the paid plan"
+    return f"nobody would receive this edition: {who}"
+
+
 def may_get_list_mail(r: str = "r") -> str:
     """Active, with an address, not suppressed: may get any list mail at all."""
     # S608: the alias and parameter names are this code's constants, never input.

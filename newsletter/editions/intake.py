@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 
 from newsletter.billing import entitlements
 from newsletter.db import db
+from newsletter.editions.audience import nobody_would_receive
 from newsletter.editions.markdown import first_paragraph_text, render_markdown
 from newsletter.editions.models import Edition, EditionKind
 from newsletter.editions.service import create_edition, validate_edition
@@ -196,13 +197,8 @@ def parse_request(payload: Any, now: datetime | None) -> tuple[EditionRequest, s
 
 def _no_recipients(request: EditionRequest) -> FieldError:
     paid = request.tier == entitlements.TIER_PAID
-    who = "no active reader who takes special editions"
-    if request.topics:
-        who += f" follows {', '.join(request.topics)}"
-    if paid:
-        who += " and has the paid plan"
     field = "tier" if paid and not request.topics else "topics"
-    return FieldError(field, f"nobody would receive this edition: {who}")
+    return FieldError(field, nobody_would_receive(request.topics, paid))
 
 
 def _by_key(key: str) -> Edition | None:

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select
 
-from newsletter.content.models import Topic
+from newsletter.content.models import TOPIC_ORDER, Topic
 from newsletter.db import db
 from newsletter.subscribers.models import Reader, ReaderStatus, ReaderTopic
 
@@ -72,7 +72,7 @@ def paying_over_time(now: datetime, days: int = 30) -> Series:
 def topics_over_time(now: datetime, days: int = 30) -> dict[str, Series]:
     """One series per topic, in the topics' order."""
     return {t.name: _series(now, days, t.id)
-            for t in db.session.scalars(select(Topic).order_by(Topic.position, Topic.id))}
+            for t in db.session.scalars(select(Topic).order_by(*TOPIC_ORDER))}
 
 
 def by_topic_and_tier() -> list[dict]:
@@ -82,8 +82,8 @@ def by_topic_and_tier() -> list[dict]:
         .join(ReaderTopic, ReaderTopic.topic_id == Topic.id)
         .join(Reader, Reader.id == ReaderTopic.reader_id)
         .where(Reader.status == ReaderStatus.ACTIVE.value)
-        .group_by(Topic.name, Topic.premium, Reader.plan, Topic.position)
-        .order_by(Topic.position)).all()
+        .group_by(Topic.name, Topic.premium, Reader.plan, *TOPIC_ORDER)
+        .order_by(*TOPIC_ORDER)).all()
     result: dict[str, dict] = {}
     for name, premium, plan, n in rows:
         entry = result.setdefault(name, {"topic": name, "premium": premium, "free": 0,

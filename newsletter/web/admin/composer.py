@@ -23,10 +23,11 @@ from sqlalchemy import select
 from newsletter.accounts.roles import Permission
 from newsletter.billing.entitlements import TIER_ALL, TIER_PAID, TIERS, edition_needs_payment
 from newsletter.content import service as content
-from newsletter.content.models import Synthesis, Topic
+from newsletter.content.models import TOPIC_ORDER, Synthesis, Topic
 from newsletter.db import db, utcnow
 from newsletter.delivery import service as sending
 from newsletter.editions import drafts
+from newsletter.editions.audience import nobody_would_receive
 from newsletter.editions.markdown import MAX_BYTES
 from newsletter.editions.models import Edition, EditionKind, EditionStatus
 from newsletter.editions.preview import PreviewError, preview_edition, send_edition_test
@@ -56,7 +57,7 @@ def _form() -> dict:
 
 
 def _page(edition: Edition | None, fields: dict, errors=None, status: int = 200):
-    topics = list(db.session.scalars(select(Topic).order_by(Topic.position, Topic.id)))
+    topics = list(db.session.scalars(select(Topic).order_by(*TOPIC_ORDER)))
     pickable = content.latest_syntheses(PICKABLE)
     # Syntheses the draft already has stay on the list, however old, so saving keeps them.
     shown = {s.id for s in pickable}
@@ -170,12 +171,9 @@ def send_test(edition_id: int):
 
 
 def _no_recipients_reason(edition: Edition) -> str:
-    topics = edition.audience.get("topics", [])
-    who = ("no active reader who takes special editions"
-           + (f" follows {', '.join(topics)}" if topics else "")
-           + (" and has the paid plan" if edition_needs_payment(edition.audience,
-                                                                edition.content) else ""))
-    return f"Nobody would receive this edition: {who}. Change the audience first."
+    reason = nobody_would_receive(edition.audience.get("topics", []),
+                                  edition_needs_payment(edition.audience, edition.content))
+    return f"{reason[0].upper()}{reason[1:]}. Change the audience first."
 
 
 def _confirm_page(edition: Edition, count: int, problem: str | None = None, status=200):

@@ -107,8 +107,9 @@ def register_web(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
-        if _wants_json():
-            return jsonify(error=error.name.lower(), message=error.description), error.code
+        if _wants_json():  # the API's one shape (web.api.payloads.api_error)
+            return jsonify(error=error.name.lower().replace(" ", "_"),
+                           message=error.description), error.code
         if request.path.startswith("/admin/") and (request.path.endswith(".json")
                                                   or request.accept_mimetypes.best
                                                   == "application/json"):
@@ -118,15 +119,16 @@ def register_web(app: Flask) -> None:
 
     @app.errorhandler(NewsletterError)
     def _domain_error(error: NewsletterError):
-        """A domain error no view caught: its kind's status and the same answer as any
-        HTTP error (JSON for the API and hooks, a page elsewhere), never a 500."""
+        """A domain error no view caught: its kind's status, in the API's one JSON shape
+        (``{"error": kind, "message", "problems"?}``) for the API and hooks, the error page
+        elsewhere — never a 500."""
         answer = KIND_ANSWERS.get(error.kind, BadRequest)(description=str(error) or None)
-        response = _http_error(answer)
-        body, status = response if isinstance(response, tuple) else (response, answer.code)
-        if _wants_json() and getattr(error, "errors", None):
-            body = jsonify(error=answer.name.lower(), message=str(error),
-                           problems=[problem.as_dict() for problem in error.errors])
-        return body, status
+        if not _wants_json():
+            return _http_error(answer)
+        body = {"error": error.kind, "message": str(error)}
+        if getattr(error, "errors", None):
+            body["problems"] = [problem.as_dict() for problem in error.errors]
+        return jsonify(body), answer.code
 
     form_action = " ".join(["'self'", *_payment_origins(app.config)])
 

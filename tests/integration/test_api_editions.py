@@ -228,12 +228,12 @@ BAD = [
 
 @pytest.mark.parametrize("fields,field,message", BAD,
                          ids=[f"{field}-{i}" for i, (_, field, _) in enumerate(BAD)])
-def test_bad_input_is_422_naming_the_field_and_creates_nothing(client, readers, auth,
+def test_bad_input_is_400_naming_the_field_and_creates_nothing(client, readers, auth,
                                                                fields, field, message):
     payload = {k: v for k, v in breaking(**fields).items() if v is not None}
     response = post(client, payload, auth)
-    assert response.status_code == 422, response.json
-    assert response.json["error"] == "invalid request"
+    assert response.status_code == 400, response.json
+    assert response.json["error"] == "invalid"
     assert {"field": field, "message": message} in response.json["problems"], \
         response.json["problems"]
     assert count() == 0
@@ -246,7 +246,7 @@ def test_bad_input_is_422_naming_the_field_and_creates_nothing(client, readers, 
 def test_a_synthesis_id_must_be_a_json_integer_in_range(client, readers, auth, bad):
     story = make_synthesis()
     response = post(client, breaking(synthesis_ids=[story.id, bad]), auth)
-    assert response.status_code == 422, response.json
+    assert response.status_code == 400, response.json
     assert response.json["problems"] == [{
         "field": "synthesis_ids[1]",
         "message": "must be a whole number from 1 to 4611686018427387903"}]
@@ -257,7 +257,7 @@ def test_every_problem_is_listed_at_once(client, readers, auth):
     response = post(client, {"subject": "", "topics": ["nope"], "synthesis_ids": [True],
                              "tier": "gold", "send_at": "2020-01-01T00:00:00Z",
                              "extra": 1}, auth)
-    assert response.status_code == 422
+    assert response.status_code == 400
     fields = [p["field"] for p in response.json["problems"]]
     assert set(fields) == {"extra", "synthesis_ids[0]", "tier", "send_at", "subject", "topics"}
     assert fields.count("subject") == 1
@@ -268,7 +268,7 @@ def test_nobody_following_the_topics_is_refused_with_the_reason(client, topics, 
     make_reader(email="research@example.com", topics=("models-and-research",))
     make_reader(email="left@example.com", status="unsubscribed")
     response = post(client, breaking(), auth)
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert response.json["problems"] == [{
         "field": "topics",
         "message": "nobody would receive this edition: no active reader who takes special "
@@ -278,7 +278,7 @@ def test_nobody_following_the_topics_is_refused_with_the_reason(client, topics, 
 
 def test_a_paid_edition_nobody_pays_for_is_refused(client, readers, auth):
     response = post(client, breaking(tier="paid", topics=[]), auth)
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert response.json["problems"] == [{
         "field": "tier",
         "message": "nobody would receive this edition: no active reader who takes special "
@@ -290,7 +290,7 @@ def test_a_paid_edition_nobody_pays_for_is_refused(client, readers, auth):
 def test_body_must_be_an_object(client, readers, auth, body):
     response = client.post("/api/v1/editions", data=body, headers=auth,
                            content_type="application/json")
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert response.json["problems"] == [{"field": "(body)", "message": "must be a JSON object"}]
     assert count() == 0
 
@@ -322,7 +322,7 @@ def test_missing_or_wrong_token_is_401_and_creates_nothing(client, readers, head
     headers = {"Authorization": header} if header is not None else {}
     response = post(client, breaking(), headers)
     assert response.status_code == 401
-    assert response.json == {"error": "unauthorized"}
+    assert response.json["error"] == "unauthorized" and set(response.json) == {"error", "message"}
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert count() == 0
 
@@ -360,16 +360,16 @@ def test_a_retry_after_its_send_at_still_gets_its_edition(client, readers, auth)
         again = post(client, payload, headers)
         late = post(client, payload, auth)
     assert (again.status_code, again.json["id"]) == (200, first.json["id"])
-    assert late.status_code == 422, "without the key it is a new request, and too late"
+    assert late.status_code == 400, "without the key it is a new request, and too late"
     assert count() == 1
 
 
-def test_a_key_reused_for_another_request_is_422(client, readers, auth):
+def test_a_key_reused_for_another_request_is_409(client, readers, auth):
     headers = {**auth, "Idempotency-Key": "cms-article-8812"}
     first = post(client, breaking(), headers)
     other = post(client, breaking(subject="A correction"), headers)
-    assert other.status_code == 422
-    assert other.json["error"] == "idempotency key reused"
+    assert other.status_code == 409
+    assert other.json["error"] == "conflict"
     assert str(first.json["id"]) in other.json["message"]
     assert count() == 1
     assert db.session.get(Edition, first.json["id"]).subject == "Breaking: the rules are out"
@@ -390,9 +390,9 @@ def test_keys_belong_to_their_token(client, readers, auth):
 
 
 @pytest.mark.parametrize("key", ["", "   ", "has space", "x" * 101, "clé", '""'])
-def test_a_malformed_key_is_422(client, readers, auth, key):
+def test_a_malformed_key_is_400(client, readers, auth, key):
     response = post(client, breaking(), {**auth, "Idempotency-Key": key})
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert response.json["problems"][0]["field"] == "Idempotency-Key"
     assert count() == 0
 
@@ -512,7 +512,7 @@ def test_get_a_digest_the_worker_wrote(app, client, topics, auth):
 def test_get_an_unknown_edition_is_a_json_404(client, readers, auth, edition_id):
     response = client.get(f"/api/v1/editions/{edition_id}", headers=auth)
     assert response.status_code == 404
-    assert response.json["error"] == "not found"
+    assert response.json["error"] == "not_found"
 
 
 @pytest.mark.parametrize("path", ["/api/v1/editions/²", "/api/v1/editions/-1",
@@ -527,7 +527,7 @@ def test_get_needs_a_token(client, readers, auth):
     edition_id = post(client, breaking(), auth).json["id"]
     response = client.get(f"/api/v1/editions/{edition_id}")
     assert response.status_code == 401
-    assert response.json == {"error": "unauthorized"}
+    assert response.json["error"] == "unauthorized" and set(response.json) == {"error", "message"}
 
 
 # -- other methods -----------------------------------------------------------------------

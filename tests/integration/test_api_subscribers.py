@@ -57,7 +57,7 @@ def test_suppressed_address_with_consent_record_is_refused(client, topics, auth)
     response = client.post("/api/v1/subscribers", headers=auth, json={
         "email": "gone@example.com", "topics": ["ai-policy-and-safety"], "consent": CONSENT})
     assert response.status_code == 409
-    assert response.json["error"] == "suppressed"
+    assert response.json["error"] == "conflict"
     assert db.session.scalar(select(func.count(Reader.id)).where(
         Reader.email == "gone@example.com")) == 0
 

@@ -50,7 +50,7 @@ def test_missing_or_wrong_token_gets_a_bare_401_and_changes_nothing(client, topi
     headers = {"Authorization": header} if header is not None else {}
     response = post(client, synthesis_payload(), headers)
     assert response.status_code == 401
-    assert response.json == {"error": "unauthorized"}
+    assert response.json["error"] == "unauthorized" and set(response.json) == {"error", "message"}
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert count() == 0
 
@@ -146,7 +146,7 @@ def test_body_over_one_megabyte_gets_413(client, topics, auth):
     payload = synthesis_payload(summary="x" * (1024 * 1024))
     response = post(client, payload, auth)
     assert response.status_code == 413
-    assert response.json["error"] == "request entity too large"
+    assert response.json["error"] == "request_entity_too_large"
     assert count() == 0
 
 

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import g, jsonify, request
+from flask import g, request
 
 from newsletter.accounts import audit
 from newsletter.accounts import service as accounts
 from newsletter.accounts.scopes import Scope
+from newsletter.web.api.payloads import api_error
 
 
 def _unauthorized():
-    response = jsonify(error="unauthorized")
-    response.status_code = 401
+    response, status = api_error("unauthorized", "send a live API token as "
+                                 "'Authorization: Bearer <token>'", status=401)
+    response.status_code = status
     response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
     return response
 
@@ -26,8 +28,7 @@ def _unauthorized():
 def forbidden(*needed: Scope):
     """403 naming the scope (or scopes, any one of which would do) the token lacks."""
     names = " or ".join(scope.value for scope in needed)
-    return jsonify(error="forbidden",
-                   message=f"this token lacks the {names} scope"), 403
+    return api_error("forbidden", f"this token lacks the {names} scope", status=403)
 
 
 def lacks(*needed: Scope):

@@ -14,7 +14,7 @@ from newsletter.editions import intake
 from newsletter.editions.models import Edition
 from newsletter.validation import FieldError, InvalidInput
 from newsletter.web.api.auth import lacks, require_token, token_actor
-from newsletter.web.api.payloads import json_body, problems
+from newsletter.web.api.payloads import api_error, json_body, problems
 from newsletter.web.urls import absolute_url
 
 COUNTS = ("queued", "claimed", "sent", "deferred", "bounced", "failed", "cancelled",
@@ -61,17 +61,17 @@ def create_edition():
         return refused
     key, key_error = _idempotency_key()
     if key_error:
-        return problems([key_error], 422)
+        return problems([key_error])
     try:
         edition, created = intake.create_requested(payload, now=utcnow(),
                                                    recipients=sending.audience_size,
                                                    idempotency_key=key)
     except InvalidInput as exc:
-        return problems(exc.errors, 422)
+        return problems(exc.errors)
     except intake.KeyReused as exc:
-        return jsonify(error="idempotency key reused",
-                       message=f"This Idempotency-Key already made edition {exc.edition_id} from a "
-                               "different request; use a new key for a new edition."), 422
+        return api_error("conflict", f"This Idempotency-Key already made edition "
+                                     f"{exc.edition_id} from a different request; use a new "
+                                     "key for a new edition.")
     recipients = sending.audience_size(edition)
     if created:
         # After intake's commit: the edition's id is known only once it is written.
@@ -95,6 +95,6 @@ def get_edition(edition_id: int):
     machines."""
     edition = intake.get_edition(edition_id)
     if edition is None:
-        return jsonify(error="not found"), 404
+        return api_error("not_found", f"there is no edition {edition_id}")
     funnel = stats.funnel(edition.id)
     return jsonify({**_payload(edition), "counts": {name: funnel[name] for name in COUNTS}})

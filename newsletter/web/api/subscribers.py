@@ -18,7 +18,7 @@ from newsletter.subscribers.models import Reader
 from newsletter.validation import MAX_ID, InvalidInput
 from newsletter.web.actors import request_actor
 from newsletter.web.api.auth import require_token, token_actor
-from newsletter.web.api.payloads import json_body, problems
+from newsletter.web.api.payloads import api_error, json_body, problems
 from newsletter.wiring import reader_services
 
 
@@ -43,8 +43,8 @@ def create_subscriber():
     except InvalidInput as exc:
         return problems(exc.errors)
     except intake.AddressSuppressed:
-        return jsonify(error="suppressed", message="This address is on the suppression list; "
-                       "the person must subscribe and confirm through the site."), 409
+        return api_error("conflict", "This address is on the suppression list; the person "
+                                     "must subscribe and confirm through the site.")
     if reader is None:
         audit.record(token_actor(), "asked a reader to confirm", "reader",
                      {"outcome": outcome})
@@ -61,7 +61,7 @@ def create_subscriber():
 def _reader_or_404(reader_id: int):
     reader = service.get_reader(reader_id) if reader_id <= MAX_ID else None
     if reader is None:
-        return None, (jsonify(error="not found"), 404)
+        return None, api_error("not_found", f"there is no subscriber {reader_id}")
     return reader, None
 
 
@@ -84,7 +84,7 @@ def delete_subscriber(reader_id: int):
         privacy.erase_reader(reader_services(), reader, service.Actor(source="api"))
     except BillingUnavailable:
         db.session.rollback()
-        return jsonify(error="unavailable",
-                       message="the reader's paid subscription could not be cancelled at "
-                               "Stripe just now: nothing was erased; try again later"), 503
+        return api_error("unavailable", "the reader's paid subscription could not be "
+                                        "cancelled at Stripe just now: nothing was erased; "
+                                        "try again later")
     return "", 204

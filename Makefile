@@ -3,6 +3,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
+# `make test` runs on this many processes (pytest-xdist; a test file stays on one, so its
+# module-scoped servers start once); 0 runs everything in this process.
+PYTEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 CHROMIUM_BIN ?= /usr/bin/chromium
 PORT   ?= 5000
 
@@ -57,7 +61,7 @@ mta-deps:
 # pytest exits 5 when it collected no test: that is a failure here, with a clear word.
 # The deployed lane (tests/deployed) runs by `make test-deployed` only.
 test: $(VENV)/.installed-test browser-deps
-	@$(BIN)/python -m pytest --ignore=tests/deployed $(PYTEST_ARGS); status=$$?; \
+	@$(BIN)/python -m pytest --ignore=tests/deployed $(XDIST) $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
 

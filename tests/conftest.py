@@ -35,9 +35,45 @@ def _reset_schema(url: str) -> None:
     engine.dispose()
 
 
+def _worker_database(url: str, worker: str) -> str:
+    """Under pytest-xdist each worker gets a database of its own on the same server
+    (``<name>_<worker>``), made afresh: workers wipe tables between tests, so they must
+    not share one. A run without xdist uses the database it was given."""
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+    engine = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_worker_database(url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    engine = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{base.database}" WITH (FORCE)'))
+    engine.dispose()
+
+
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory) -> str:
+def worker_id(request) -> str:
+    """pytest-xdist's worker name (``gw0``…), or ``master`` without it (its own fixture of
+    that name takes over when the plugin is loaded)."""
+    return getattr(request.config, "workerinput", {}).get("workerid", "master")
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory, worker_id):
     url = os.environ.get("NEWSLETTER_TEST_DATABASE_URL")
+    per_worker = bool(url) and worker_id != "master"
+    if per_worker:
+        url = _worker_database(url, worker_id)
     if not url:
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
     _reset_schema(url)
@@ -48,7 +84,9 @@ def database_url(tmp_path_factory) -> str:
     with app.app_context():
         upgrade()
         db.engine.dispose()
-    return url
+    yield url
+    if per_worker:
+        _drop_worker_database(url)
 
 
 def make_config(tmp_path: Path, database_url: str, **overrides) -> dict:

@@ -15,6 +15,7 @@ import ipaddress
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -190,7 +191,7 @@ def _count_failure(account: str, ip: str, now: datetime) -> datetime | None:
     return None
 
 
-def _refuse(account: str, where: Where, admin: Admin | None, now: datetime) -> None:
+def _refuse(account: str, where: Where, admin: Admin | None, now: datetime) -> NoReturn:
     """Count the failure, audit it (and the lockout it may start), commit, raise."""
     until = _count_failure(account, where.counted, now)
     actor = audit.AdminActor(admin_id=admin.id if admin else None,

@@ -10,12 +10,11 @@ from datetime import datetime, timedelta
 from newsletter.db import db
 from newsletter.subscribers.models import AccountMailKind, Reader, ReaderStatus
 from newsletter.subscribers.outbox import queue_mail, queued_since
-from newsletter.subscribers.service import ReaderServices
 
 FRESH_LINK_EVERY = timedelta(minutes=15)
 
 
-def send_fresh_link(services: ReaderServices, reader: Reader, now: datetime) -> bool:
+def send_fresh_link(reader: Reader, now: datetime) -> bool:
     """Email the reader (subscribed or not: an unsubscribed reader may still want their
     data, or erasure) a sign-in link to their own inbox, unless one was queued
     in the last :data:`FRESH_LINK_EVERY` (the pages asking for it are open to whoever holds

@@ -70,3 +70,43 @@ def test_a_test_send_is_read_in_the_outbox_with_its_html_text_and_headers(owner_
     expect(headers.locator("dt", has_text=re.compile("^To$"))).to_have_count(1)
     expect(headers).to_contain_text("proof@news.example")
     _screenshots(page, "23-outbox-message")
+
+
+def test_an_editor_reads_account_mail_with_its_sign_in_link_withheld(chromium, file_server):
+    """Issue 26, item 8, as an editor sees it: the confirmation a visitor asked for is in
+    the outbox, its link replaced by ``…/confirm/withheld`` and a note saying why."""
+    import subprocess
+    import sys
+
+    from tests.browser.conftest import ROOT
+
+    server, _ = file_server
+    editor, password = "editor.outbox@news.example", "an editor's long passphrase"
+    made = subprocess.run([sys.executable, "-m", "newsletter.cli", "admin", "create", editor,
+                           "--role", "editor"], env=server.env, cwd=ROOT,
+                          input=password + "\n", capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    context = chromium.new_context(locale="en-GB", viewport={"width": 1280, "height": 800},
+                                   base_url=server.url)
+    context.set_default_timeout(ACTION_TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        page.goto("/subscribe")
+        page.get_by_label("Email").fill("visitor.outbox@example.com")
+        page.locator('input[name="topic"]').first.check()
+        page.get_by_role("button", name=re.compile("Subscribe")).click()
+        expect(page.get_by_role("heading", name=re.compile("inbox", re.I))).to_be_visible()
+        _sign_in(page, editor, password)
+        row = page.get_by_role("row").filter(has_text="visitor.outbox@example.com")
+        for _ in range(50):  # the web process sends account mail within its next turn (2 s)
+            page.goto("/admin/outbox")
+            if row.count():
+                break
+            page.wait_for_timeout(200)
+        expect(row).to_have_count(1)
+        row.get_by_role("link").click()
+        expect(page.get_by_role("note")).to_contain_text("only owners see them")
+        expect(page.locator("pre.text-part")).to_contain_text("/confirm/withheld")
+        _screenshots(page, "24-outbox-link-withheld")
+    finally:
+        context.close()

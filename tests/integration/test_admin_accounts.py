@@ -31,7 +31,7 @@ from newsletter.editions.models import Edition
 from newsletter.subscribers.models import Reader, Suppression
 from tests.factories import make_synthesis
 from tests.factories_readers import links, make_reader
-from tests.support.admins import PASSWORD, csrf, make_admin, sign_in
+from tests.support.admins import PASSWORD, browser, csrf, make_admin, sign_in
 from tests.support.readers import csrf_from
 
 NEW_PASSWORD = "a different and longer passphrase"  # noqa: S105
@@ -52,13 +52,6 @@ def app_config(app_config, login_limit):
 
 
 # -- helpers -------------------------------------------------------------------------------
-
-def browser(app, ip: str = "127.0.0.1", agent: str = "Firefox/128.0 (test)"):
-    client = app.test_client()
-    client.environ_base["REMOTE_ADDR"] = ip
-    client.environ_base["HTTP_USER_AGENT"] = agent
-    return client
-
 
 def signed_in(app, email: str, **kwargs):
     client = browser(app, **kwargs)

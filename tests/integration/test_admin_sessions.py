@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from newsletter.accounts import admins
 from newsletter.accounts.models import AuditEntry
 from newsletter.db import db
-from tests.support.admins import PASSWORD, csrf, make_admin, sign_in
+from tests.support.admins import PASSWORD, browser, csrf, make_admin, sign_in
 
 OWNER = "owner@news.example"
 WRONG = "not the password at all"
@@ -31,13 +31,6 @@ def app_config(app_config):
     # These tests sign in more often than a person would: the per-IP limit stays out of it.
     app_config["ADMIN_LOGIN_LIMIT_PER_IP"] = "1000/minute"
     return app_config
-
-
-def browser(app, ip: str = "127.0.0.1", agent: str = "Firefox/128.0 (test)"):
-    client = app.test_client()
-    client.environ_base["REMOTE_ADDR"] = ip
-    client.environ_base["HTTP_USER_AGENT"] = agent
-    return client
 
 
 def signed_in(app, email: str = OWNER, **kwargs):
@@ -307,3 +300,16 @@ def test_addresses_of_one_ipv6_network_count_together(app):
     assert answer.status_code == 429
     assert sign_in(browser(app, ip="2001:db8:1:2::99"), OWNER).status_code == 429
     assert sign_in(browser(app, ip="2001:db8:1:3::1"), OWNER).status_code == 302
+
+
+def test_following_a_readers_link_in_an_admin_browser_ends_the_admin_session(app, topics):
+    from tests.factories_readers import links, make_reader
+
+    make_admin(OWNER, "owner")
+    client = signed_in(app)
+    copy = browser(app)
+    copy.set_cookie("session", client.get_cookie("session").value)
+    reader = make_reader("ada@example.com")
+    assert client.get(links().manage(reader.id).split("news.example", 1)[1]).status_code == 303
+    assert not is_signed_in(client) and not is_signed_in(copy)
+    assert session_rows() == []

@@ -301,14 +301,20 @@ def _entries_after(last: int) -> list[AuditEntry]:
 
 # -- routes --------------------------------------------------------------------------------
 
+def _assert_covered(derived: set[str], cases, exempt, what: str, table: str,
+                    exempt_name: str, run: str) -> None:
+    """Every derived name has a case or an exemption, and neither table names one that is
+    gone: a new route or command fails here until it is handled."""
+    missing = derived - set(cases) - set(exempt)
+    assert not missing, (f"{what} with no audit case: {sorted(missing)}; add each to {table} "
+                         f"(with {run} that succeeds) or, with the reason, to {exempt_name}")
+    stale = (set(cases) | set(exempt)) - derived
+    assert not stale, f"no such {what} any more: {sorted(stale)}"
+
+
 def test_every_route_is_in_the_table(app):
-    derived = set(_write_rules(app))
-    missing = derived - set(ROUTES) - set(ROUTE_EXEMPT)
-    assert not missing, (f"state-changing routes with no audit case: {sorted(missing)}; add "
-                         "each to ROUTES (with a call that succeeds) or, with the reason, to "
-                         "ROUTE_EXEMPT")
-    stale = (set(ROUTES) | set(ROUTE_EXEMPT)) - derived
-    assert not stale, f"no such state-changing route any more: {sorted(stale)}"
+    _assert_covered(set(_write_rules(app)), ROUTES, ROUTE_EXEMPT, "state-changing routes",
+                    "ROUTES", "ROUTE_EXEMPT", "a call")
 
 
 @pytest.mark.parametrize("endpoint", sorted(ROUTES))
@@ -419,13 +425,8 @@ COMMANDS: dict[str, Case] = {
 
 
 def test_every_command_is_in_the_table():
-    derived = _commands()
-    missing = derived - set(COMMANDS) - set(COMMAND_EXEMPT)
-    assert not missing, (f"commands with no audit case: {sorted(missing)}; add each to "
-                         "COMMANDS (with a run that succeeds) or, with the reason, to "
-                         "COMMAND_EXEMPT")
-    stale = (set(COMMANDS) | set(COMMAND_EXEMPT)) - derived
-    assert not stale, f"no such command any more: {sorted(stale)}"
+    _assert_covered(set(_commands()), COMMANDS, COMMAND_EXEMPT, "commands", "COMMANDS",
+                    "COMMAND_EXEMPT", "a run")
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

@@ -100,6 +100,8 @@ def test_head_on_every_route_that_changes_state_changes_nothing(app, active, pen
     assert len(rules) >= 10
     tokens = {"confirm": links().confirm(pending.id, pending.email, 0),
               "email_change": links().email_change(active.id, "other@example.com"),
+              # A real undo link (its POST would move the reader to another address).
+              "email_undo": links().email_undo(active.id, "earlier@example.com", active.email),
               "unsubscribe": links().unsubscribe(active.id)}
     client = app.test_client()
     client.get(path_of(links().manage(active.id)))

@@ -33,11 +33,9 @@ def test_upgrading_keeps_rows_that_refer_to_rebuilt_tables(tmp_path):
     from flask_migrate import upgrade
     from sqlalchemy import text
 
-    from newsletter import create_app
+    from tests.support.migrations import app_on_an_empty_database
 
-    app = create_app({"TESTING": True, "SECRET_KEY": "x" * 40,
-                      "DATABASE_URL": f"sqlite:///{tmp_path / 'old.db'}",
-                      "INSTANCE_DIR": str(tmp_path)})
+    app = app_on_an_empty_database(tmp_path)
     with app.app_context():
         upgrade(revision="0003")
         with db.engine.begin() as conn:

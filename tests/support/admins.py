@@ -13,6 +13,14 @@ def make_admin(email: str = "editor@news.example", role: str = "editor"):
     return create_admin(email, PASSWORD, role)
 
 
+def browser(app, ip: str = "127.0.0.1", agent: str = "Firefox/128.0 (test)"):
+    """A test client that sends requests from ``ip`` with the user agent ``agent``."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = ip
+    client.environ_base["HTTP_USER_AGENT"] = agent
+    return client
+
+
 def sign_in(client, email: str = "editor@news.example", password: str = PASSWORD):
     token = csrf_from(client, "/admin/login")
     return client.post("/admin/login", data={"email": email, "password": password,

@@ -17,7 +17,6 @@ from newsletter.db import db, utcnow
 from newsletter.subscribers import fresh_links, service
 from newsletter.subscribers.models import Reader
 from newsletter.web.logins import forget_admin_session
-from newsletter.wiring import reader_services
 
 READER_PREFIX = "reader:"
 
@@ -92,7 +91,7 @@ def send_fresh_link(reader: Reader) -> None:
     ``fresh_links.FRESH_LINK_EVERY`` (the pages that ask are open to whoever holds a forwarded
     link), and none for a HEAD."""
     if reader.email and request.method != "HEAD":
-        fresh_links.send_fresh_link(reader_services(), reader, utcnow())
+        fresh_links.send_fresh_link(reader, utcnow())
 
 
 def current_reader() -> Reader | None:
